@@ -1,0 +1,3 @@
+"""squirrel: store ML datasets as samples and shards, and stream them back fast."""
+
+__version__ = "0.1.0"
