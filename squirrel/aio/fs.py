@@ -1,0 +1,126 @@
+"""URL -> async fsspec filesystem, shared per (process, event loop) and closed by its last user.
+
+Every filesystem squirrel uses is an fsspec `AsyncFileSystem` bound to the loop that uses it: gcsfs and
+other async implementations natively, local and memory filesystems through fsspec's thread wrapper.
+Nothing loop-bound crosses a fork: a child process starts with an empty pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+from fsspec.implementations.local import LocalFileSystem
+
+_GCS_PROTOCOLS = ("gs", "gcs")
+
+
+def split_protocol(url: str) -> tuple[str, str]:
+    """`("gs", "bucket/path")` for ``gs://bucket/path``; `("file", url)` for a plain local path."""
+    protocol, _, rest = url.partition("://")
+    if not rest:
+        return "file", url
+    return protocol, rest
+
+
+def is_local(fs: AsyncFileSystem) -> bool:
+    """Whether `fs` is the local disk (where atomic writes need a temp file and a rename)."""
+    return isinstance(getattr(fs, "sync_fs", None), LocalFileSystem)
+
+
+def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """Pick gcsfs's plain class when an endpoint is given: its default class asks Google's gRPC control
+    API about each bucket and retries for a minute when that is unreachable (a local server)."""
+    import gcsfs.core
+
+    endpoint = options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
+    options = {"use_listings_cache": False, **options}
+    if not endpoint:
+        return fsspec.get_filesystem_class("gs"), options
+    if "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    options.setdefault("token", "anon")
+    options["endpoint_url"] = endpoint.rstrip("/")
+    return gcsfs.core.GCSFileSystem, options
+
+
+def open_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFileSystem:
+    """A new async filesystem for `protocol`, bound to the running loop."""
+    loop = asyncio.get_running_loop()
+    if protocol in _GCS_PROTOCOLS:
+        cls, options = _gcs_filesystem_class_and_options(storage_options)
+        return cls(asynchronous=True, loop=loop, skip_instance_cache=True, **options)
+    cls = fsspec.get_filesystem_class(protocol)
+    if getattr(cls, "async_impl", False):
+        return cls(asynchronous=True, loop=loop, skip_instance_cache=True, **storage_options)
+    options = {"auto_mkdir": True, **storage_options} if protocol in ("file", "local") else storage_options
+    return AsyncFileSystemWrapper(cls(**options), asynchronous=True)
+
+
+async def close_filesystem(fs: AsyncFileSystem) -> None:
+    """Close the network session of `fs`, if it has one (gcsfs, aiohttp-based filesystems)."""
+    session = getattr(fs, "_session", None)
+    if session is not None and not getattr(session, "closed", True):
+        await session.close()
+
+
+@dataclass
+class _Entry:
+    fs: AsyncFileSystem
+    users: int = 0
+
+
+@dataclass
+class _Pool:
+    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Entry]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+
+_pool = _Pool()
+_inherited: list[_Pool] = []
+
+
+def _forget_after_fork() -> None:
+    # The parent's filesystems hold its sockets. Keep them referenced (never finalised, so nothing is
+    # written to a socket the parent still uses) and start the child with an empty pool.
+    global _pool
+    _inherited.append(_pool)
+    _pool = _Pool()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _pool_key(protocol: str, storage_options: dict[str, Any]) -> str:
+    return f"{protocol}|{sorted(storage_options.items())!r}"
+
+
+def acquire_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFileSystem:
+    """The running loop's shared filesystem for (`protocol`, `storage_options`); pair with `release`."""
+    loop = asyncio.get_running_loop()
+    entries = _pool.by_loop.setdefault(loop, {})
+    key = _pool_key(protocol, storage_options)
+    entry = entries.get(key)
+    if entry is None:
+        entry = entries[key] = _Entry(open_filesystem(protocol, storage_options))
+    entry.users += 1
+    return entry.fs
+
+
+async def release_filesystem(fs: AsyncFileSystem) -> None:
+    """Drop one use of `fs` (from `acquire_filesystem` on the running loop); the last use closes it."""
+    entries = _pool.by_loop.get(asyncio.get_running_loop(), {})
+    for key, entry in list(entries.items()):
+        if entry.fs is fs:
+            entry.users -= 1
+            if entry.users <= 0:
+                del entries[key]
+                await close_filesystem(fs)
+            return

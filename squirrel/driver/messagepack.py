@@ -1,0 +1,15 @@
+"""The messagepack driver's blocking store: shards as msgpack objects, numpy dtypes and shapes kept."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from squirrel.aio.record_store import AsyncRecordStore
+from squirrel.aio.shard_stores import AsyncMessagepackStore
+from squirrel.driver.record import RecordStore
+
+
+class MessagepackStore(RecordStore):
+    """Blocking face of `AsyncMessagepackStore`: ``set(shard)``, ``get(shard_key)``, ``keys()``."""
+
+    async_class: ClassVar[type[AsyncRecordStore]] = AsyncMessagepackStore

@@ -1,0 +1,66 @@
+"""`RecordStore`: the blocking face of `AsyncRecordStore`, and the base of every sync store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from squirrel.aio.record_store import AsyncRecordStore
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
+from squirrel.runtime import run_sync
+from squirrel.sample import Sample, Shard
+
+
+class RecordStore:
+    """Map-style blocking access to a folder of samples (one object per sample).
+
+    Every method runs the same-named method of its async twin (`self.aio`) on the process's IO loop.
+    Safe to use from threads, from code that runs its own event loop, and in forked child processes.
+    """
+
+    async_class: ClassVar[type[AsyncRecordStore]] = AsyncRecordStore
+
+    def __init__(
+        self,
+        url: str,
+        compression: str | None = None,
+        *,
+        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+        **storage_options: Any,
+    ) -> None:
+        self.aio = self.async_class(
+            url, compression, max_decompressed_size=max_decompressed_size, **storage_options
+        )
+
+    @property
+    def url(self) -> str:
+        """The store's root URL."""
+        return self.aio.url
+
+    @property
+    def compression(self) -> str | None:
+        """The compression of stored objects (None or "gzip")."""
+        return self.aio.compression
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
+
+    def get(self, key: str) -> Iterator[Sample]:
+        """The samples stored under `key`; `KeyError` if there are none."""
+        return iter(run_sync(self.aio.fetch(key)))
+
+    def set(self, item: Sample | Shard) -> None:
+        """Store a sample or a shard atomically."""
+        run_sync(self.aio.set(item))
+
+    def keys(self) -> Iterator[str]:
+        """Every key in the store, sorted."""
+        return iter(run_sync(self.aio.list_keys()))
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        return run_sync(self.aio.exists(key))
+
+    def delete(self, key: str) -> None:
+        """Remove the object stored under `key`; `KeyError` if there is none."""
+        run_sync(self.aio.delete(key))

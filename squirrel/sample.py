@@ -1,0 +1,84 @@
+"""`Sample` and `Shard`: the two units a store holds, and the rule every key obeys."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+MAX_KEY_BYTES = 200
+"""Longest key in UTF-8 bytes: room for a suffix and a temp prefix under the usual 255-byte file-name limit."""
+
+
+def validate_key(key: object) -> str:
+    """Return `key` if it is safe to use as an object name under a store's root, else raise `ValueError`.
+
+    A key names one object directly under the root, so it may not be empty, contain a path separator or
+    NUL, be `.`/`..`, or start with `.` (reserved for temporary files of in-progress writes).
+    """
+    if not isinstance(key, str):
+        raise ValueError(f"key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("key must not be empty")
+    if "/" in key or "\\" in key or "\x00" in key:
+        raise ValueError(f"key {key!r} must not contain '/', '\\' or NUL")
+    if key.startswith("."):
+        raise ValueError(f"key {key!r} must not start with '.' (reserved for temporary files)")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ValueError(f"key {key[:40]!r}... is longer than {MAX_KEY_BYTES} bytes")
+    return key
+
+
+def random_key() -> str:
+    """A fresh random key (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+class Sample:
+    """One item of a dataset: a `value` (usually a dict of arrays and metadata) under a `key`.
+
+    `key` defaults to a random one. `values` is the same object as `value`.
+    """
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, value: Any, key: str | None = None) -> None:
+        self.key = random_key() if key is None else validate_key(key)
+        self.value = value
+
+    @property
+    def values(self) -> Any:
+        """The same object as `value`."""
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Sample(key={self.key!r}, value={_short_repr(self.value)})"
+
+
+class Shard:
+    """A list of samples stored together as one object under `key` (random when not given).
+
+    Items that are not `Sample`s are wrapped as samples with random keys.
+    """
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, value: Iterable[Sample | Any], key: str | None = None) -> None:
+        self.key = random_key() if key is None else validate_key(key)
+        self.value: list[Sample] = [item if isinstance(item, Sample) else Sample(item) for item in value]
+
+    @property
+    def values(self) -> list[Sample]:
+        """The same list as `value`."""
+        return self.value
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __repr__(self) -> str:
+        return f"Shard(key={self.key!r}, samples={len(self.value)})"
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
