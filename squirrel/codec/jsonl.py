@@ -38,8 +38,7 @@ class JsonlCodec:
         """One JSON object per sample, each on its own line."""
         try:
             lines = [
-                json.dumps({"key": s.key, "value": s.value}, default=_default, ensure_ascii=False)
-                for s in samples
+                json.dumps({"key": s.key, "value": s.value}, default=_default, ensure_ascii=False) for s in samples
             ]
         except EncodeError:
             raise

@@ -130,9 +130,7 @@ def unpack_value(data: bytes, source: str = "<bytes>") -> Any:
     except DecodeError as exc:
         raise type(exc)(f"{source}: {exc}") from None
     except Exception as exc:  # msgpack raises ValueError, ExtraData, FormatError, StackError, ...
-        raise DecodeError(
-            f"{source}: not valid squirrel messagepack data ({type(exc).__name__}: {exc})"
-        ) from None
+        raise DecodeError(f"{source}: not valid squirrel messagepack data ({type(exc).__name__}: {exc})") from None
 
 
 class MessagepackCodec:

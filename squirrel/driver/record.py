@@ -28,9 +28,7 @@ class RecordStore:
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
         **storage_options: Any,
     ) -> None:
-        self.aio = self.async_class(
-            url, compression, max_decompressed_size=max_decompressed_size, **storage_options
-        )
+        self.aio = self.async_class(url, compression, max_decompressed_size=max_decompressed_size, **storage_options)
 
     @property
     def url(self) -> str:
