@@ -1,8 +1,19 @@
-"""The blocking API of the user's document: samples, shards, stores and loaders for each driver."""
+"""The blocking API of the user's document: samples, shards, and a store and a loader for each driver."""
 
-from squirrel.driver.jsonl import JsonlStore
-from squirrel.driver.messagepack import MessagepackStore
+from squirrel.driver.jsonl import JsonlLoader, JsonlStore
+from squirrel.driver.loader import RecordLoader
+from squirrel.driver.messagepack import MessagePackDataLoader, MessagepackLoader, MessagepackStore
 from squirrel.driver.record import RecordStore
 from squirrel.sample import Sample, Shard
 
-__all__ = ["JsonlStore", "MessagepackStore", "RecordStore", "Sample", "Shard"]
+__all__ = [
+    "JsonlLoader",
+    "JsonlStore",
+    "MessagePackDataLoader",
+    "MessagepackLoader",
+    "MessagepackStore",
+    "RecordLoader",
+    "RecordStore",
+    "Sample",
+    "Shard",
+]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from squirrel.aio.loader import AsyncJsonlLoader, AsyncRecordLoader
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.aio.shard_stores import AsyncJsonlStore
+from squirrel.driver.loader import RecordLoader
 from squirrel.driver.record import RecordStore
 
 
@@ -13,3 +15,10 @@ class JsonlStore(RecordStore):
     """Blocking face of `AsyncJsonlStore`: ``set(shard)``, ``get(shard_key)``, ``keys()``."""
 
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncJsonlStore
+
+
+class JsonlLoader(RecordLoader):
+    """Streams the samples of a jsonl store: ``JsonlLoader(url).get_iter()``."""
+
+    async_class: ClassVar[type[AsyncRecordLoader]] = AsyncJsonlLoader
+    store_class: ClassVar[type[RecordStore]] = JsonlStore

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from squirrel.aio.loader import AsyncMessagepackLoader, AsyncRecordLoader
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.aio.shard_stores import AsyncMessagepackStore
+from squirrel.driver.loader import RecordLoader
 from squirrel.driver.record import RecordStore
 
 
@@ -13,3 +15,13 @@ class MessagepackStore(RecordStore):
     """Blocking face of `AsyncMessagepackStore`: ``set(shard)``, ``get(shard_key)``, ``keys()``."""
 
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncMessagepackStore
+
+
+class MessagePackDataLoader(RecordLoader):
+    """Streams the samples of a messagepack store: ``MessagePackDataLoader(url).get_iter()``."""
+
+    async_class: ClassVar[type[AsyncRecordLoader]] = AsyncMessagepackLoader
+    store_class: ClassVar[type[RecordStore]] = MessagepackStore
+
+
+MessagepackLoader = MessagePackDataLoader

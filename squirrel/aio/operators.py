@@ -1,0 +1,259 @@
+"""The async stream operators, each an async generator over an async iterator.
+
+Every buffer is bounded. Operators that start tasks own them: leaving early (break, error, aclose,
+garbage collection) cancels whatever is still in flight and waits for it, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from squirrel.aio.executors import call, is_async_callable
+from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
+
+_DONE = object()
+
+
+class _Failure:
+    """An error raised upstream of a prefetch, carried through its queue to the consumer."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+async def iterate(source: Iterable[Any] | AsyncIterable[Any] | Callable[[], Any]) -> AsyncIterator[Any]:
+    """Iterate a sync iterable, an async iterable, or a callable returning either."""
+    if callable(source) and not isinstance(source, Iterable | AsyncIterable):
+        source = source()
+    if isinstance(source, AsyncIterable):
+        iterator = aiter(source)
+        try:
+            async for item in iterator:
+                yield item
+        finally:
+            await close(iterator)
+    else:
+        for item in source:
+            yield item
+
+
+async def close(iterator: Any) -> None:
+    """`aclose()` an async iterator if it supports it (our operators do; third-party ones may not)."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def map_items(source: AsyncIterator[Any], fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    """`fn(item)` for each item, one at a time; coroutine functions are awaited."""
+    try:
+        if is_async_callable(fn):
+            async for item in source:
+                yield await fn(item)
+        else:
+            async for item in source:
+                yield fn(item)
+    finally:
+        await close(source)
+
+
+async def filter_items(source: AsyncIterator[Any], predicate: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    """Items for which `predicate` (plain or coroutine function) is true."""
+    is_async = is_async_callable(predicate)
+    try:
+        async for item in source:
+            keep = await predicate(item) if is_async else predicate(item)
+            if keep:
+                yield item
+    finally:
+        await close(source)
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def async_map_items(
+    source: AsyncIterator[Any],
+    fn: Callable[[Any], Any],
+    max_concurrency: int,
+    ordered: bool,
+    executor: Any | None,
+) -> AsyncIterator[Any]:
+    """`fn(item)` with at most `max_concurrency` calls in flight; source order kept unless not `ordered`.
+
+    An error in a call is raised at that item with its traceback; the other calls are cancelled.
+    """
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    owned_pool = None
+    if executor is None and not is_async_callable(fn):
+        owned_pool = executor = ThreadPoolExecutor(min(max_concurrency, 32), thread_name_prefix="squirrel-map")
+    pending: deque[asyncio.Task[Any]] = deque()
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < max_concurrency:
+                try:
+                    item = await anext(source)
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                pending.append(asyncio.ensure_future(call(fn, item, executor)))
+            if not pending:
+                return
+            if ordered:
+                task = pending.popleft()
+                yield await task
+            else:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in [t for t in pending if t in done]:
+                    pending.remove(task)
+                    yield task.result()
+    finally:
+        await _cancel_all(pending)
+        await close(source)
+        if owned_pool is not None:
+            owned_pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def prefetch_items(source: AsyncIterator[Any], size: int) -> AsyncIterator[Any]:
+    """Pull up to `size` items ahead of the consumer in a background task."""
+    if size < 1:
+        raise ValueError(f"prefetch size must be >= 1, got {size}")
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=size)
+
+    async def produce() -> None:
+        try:
+            async for item in source:
+                await queue.put(item)
+            await queue.put(_DONE)
+        except Exception as exc:  # handed to the consumer, raised there with its traceback
+            await queue.put(_Failure(exc))
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        await _cancel_all([producer])
+        await close(source)
+
+
+async def batched_items(
+    source: AsyncIterator[Any], size: int, drop_last_if_not_full: bool, collation_fn: Callable[[list[Any]], Any] | None
+) -> AsyncIterator[Any]:
+    """Lists of `size` items (the last one shorter unless dropped), optionally collated."""
+    batcher = Batcher(size, drop_last_if_not_full, collation_fn)
+    try:
+        async for item in source:
+            for batch in batcher.push(item):
+                yield batch
+    finally:
+        await close(source)
+    for batch in batcher.drain():
+        yield batch
+
+
+async def shuffle_items(source: AsyncIterator[Any], size: int, seed: int | str | None) -> AsyncIterator[Any]:
+    """Items in an order shuffled within a buffer of `size`; the same seed gives the same order."""
+    buffer = ShuffleBuffer(size, make_rng(seed, "shuffle"))
+    try:
+        async for item in source:
+            for evicted in buffer.push(item):
+                yield evicted
+    finally:
+        await close(source)
+    for item in buffer.drain():
+        yield item
+
+
+async def take_items(source: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:
+    """The first `n` items; stops pulling from the source after them."""
+    if n <= 0:
+        return
+    count = 0
+    try:
+        async for item in source:
+            yield item
+            count += 1
+            if count >= n:
+                return
+    finally:
+        await close(source)
+
+
+async def flatten_items(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The elements of each item (each a sync or async iterable)."""
+    try:
+        async for item in source:
+            if isinstance(item, AsyncIterable):
+                async for element in item:
+                    yield element
+            else:
+                for element in item:
+                    yield element
+    finally:
+        await close(source)
+
+
+async def zip_index_items(source: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
+    """``(index, item)`` pairs, counting from 0."""
+    index = 0
+    try:
+        async for item in source:
+            yield index, item
+            index += 1
+    finally:
+        await close(source)
+
+
+async def monitor_items(
+    source: AsyncIterator[Any], callback: Callable[[dict[str, float]], Any], every: float
+) -> AsyncIterator[Any]:
+    """Pass items through; call `callback` with count and rate every `every` seconds and at the end."""
+    started = last = time.monotonic()
+    count = 0
+
+    async def report() -> None:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        result = callback({"items": count, "seconds": elapsed, "items_per_second": count / elapsed})
+        if isinstance(result, Awaitable):
+            await result
+
+    try:
+        async for item in source:
+            count += 1
+            yield item
+            if time.monotonic() - last >= every:
+                last = time.monotonic()
+                await report()
+    finally:
+        await close(source)
+    await report()
+
+
+@contextlib.asynccontextmanager
+async def closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """Close `iterator` when the block exits (used by `collect` and `join`)."""
+    try:
+        yield iterator
+    finally:
+        await close(iterator)

@@ -1,0 +1,152 @@
+"""`Composable`: a lazy, re-iterable stream with chainable, bounded operators, run in the caller's thread.
+
+``for batch in IterableSource(keys).async_map(fetch, max_concurrency=64).batched(16): ...``
+Each ``for`` builds a fresh chain of generators from the source, so a pipeline whose source can be
+iterated again gives the same result twice (with seeded shuffles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from squirrel.iterstream import operators as ops
+
+C = TypeVar("C", bound="Composable")
+
+
+class Composable:
+    """Base of every sync stream. Subclass it and override `__iter__` to write your own stage."""
+
+    def __init__(self, source: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.source is None:
+            raise ValueError(f"{type(self).__name__} has no source to iterate")
+        source = self.source
+        if callable(source) and not isinstance(source, Iterable):
+            source = source()
+        return iter(source)
+
+    def _then(self, operator: Callable[..., Iterator[Any]], *args: Any) -> Composable:
+        return _Stage(self, operator, args)
+
+    def map(self, fn: Callable[[Any], Any]) -> Composable:
+        """Apply `fn` to each item, in this thread, in order."""
+        return self._then(ops.map_items, fn)
+
+    def filter(self, predicate: Callable[[Any], Any]) -> Composable:
+        """Keep items for which `predicate` is true."""
+        return self._then(ops.filter_items, predicate)
+
+    def async_map(
+        self,
+        fn: Callable[[Any], Any],
+        max_concurrency: int = 16,
+        ordered: bool = True,
+        executor: Any | None = None,
+    ) -> Composable:
+        """Apply `fn` to many items at once, never more than `max_concurrency` in flight.
+
+        Plain functions run in a thread pool or on `executor` (``ThreadPoolExecutor``,
+        ``ProcessPoolExecutor``, a ``dask.distributed.Client``); coroutine functions on the IO loop.
+        Results come in source order unless `ordered` is False (then in completion order).
+        """
+        return self._then(ops.async_map_items, fn, max_concurrency, ordered, executor)
+
+    def prefetch(self, size: int) -> Composable:
+        """Compute up to `size` items ahead of the consumer in a background thread."""
+        return self._then(ops.prefetch_items, size)
+
+    def batched(
+        self,
+        batchsize: int,
+        drop_last_if_not_full: bool = False,
+        collation_fn: Callable[[list[Any]], Any] | None = None,
+    ) -> Composable:
+        """Group items into lists of `batchsize` (the last may be shorter unless dropped), then collate."""
+        return self._then(ops.batched_items, batchsize, drop_last_if_not_full, collation_fn)
+
+    def shuffle(self, size: int, seed: int | str | None = None) -> Composable:
+        """Shuffle within a buffer of `size` items; the same `seed` gives the same order."""
+        return self._then(ops.shuffle_items, size, seed)
+
+    def take(self, n: int) -> Composable:
+        """Only the first `n` items."""
+        return self._then(ops.take_items, n)
+
+    def loop(self, n: int | None = None) -> Composable:
+        """Iterate the stream `n` times over (forever when None); the source must be re-iterable."""
+        return _Loop(self, n)
+
+    def flatten(self) -> Composable:
+        """Yield the elements of each item."""
+        return self._then(ops.flatten_items)
+
+    def zip_index(self) -> Composable:
+        """Yield ``(index, item)`` pairs."""
+        return self._then(ops.zip_index_items)
+
+    def monitor(self, callback: Callable[[dict[str, float]], Any], every: float = 10.0) -> Composable:
+        """Call `callback` with item count and rate every `every` seconds and at the end."""
+        return self._then(ops.monitor_items, callback, every)
+
+    def tqdm(self, **tqdm_kwargs: Any) -> Composable:
+        """Show a tqdm progress bar while iterating."""
+        return _Tqdm(self, tqdm_kwargs)
+
+    def compose(self, constructor: Callable[..., C], *args: Any, **kwargs: Any) -> C:
+        """Append a stage of your own: ``constructor(*args, **kwargs)`` with this stream as its source."""
+        stage = constructor(*args, **kwargs)
+        stage.source = self
+        return stage
+
+    def collect(self) -> list[Any]:
+        """Iterate to the end and return every item in a list."""
+        return list(self)
+
+    def join(self) -> None:
+        """Iterate to the end, discarding items (for streams run for their side effects)."""
+        for _ in self:
+            pass
+
+
+class IterableSource(Composable):
+    """A stream over an iterable, or a callable returning one (called anew at each iteration)."""
+
+
+class _Stage(Composable):
+    def __init__(self, source: Composable, operator: Callable[..., Iterator[Any]], args: tuple) -> None:
+        super().__init__(source)
+        self.operator = operator
+        self.args = args
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.operator(iter(self.source), *self.args)
+
+
+class _Loop(Composable):
+    def __init__(self, source: Composable, n: int | None) -> None:
+        super().__init__(source)
+        self.n = n
+
+    def __iter__(self) -> Iterator[Any]:
+        done = 0
+        while self.n is None or done < self.n:
+            yield from self.source
+            done += 1
+
+
+class _Tqdm(Composable):
+    def __init__(self, source: Composable, tqdm_kwargs: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.tqdm_kwargs = tqdm_kwargs
+
+    def __iter__(self) -> Iterator[Any]:
+        from tqdm.auto import tqdm
+
+        with tqdm(**self.tqdm_kwargs) as bar:
+            for item in self.source:
+                bar.update(1)
+                yield item

@@ -1,0 +1,215 @@
+"""The sync stream operators, each a generator over an iterator, run in the consumer's thread.
+
+Their async twins live in `squirrel.aio.operators`; buffering logic is shared through `squirrel.buffers`.
+Closing a generator (break, error, garbage collection) cancels work in flight and joins owned threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from squirrel.aio.executors import is_async_callable
+from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
+from squirrel.runtime import io_loop
+
+_DONE = object()
+
+
+class _Failure:
+    """An error raised in a producer thread, carried through the queue to the consumer."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def map_items(source: Iterator[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """`fn(item)` for each item."""
+    for item in source:
+        yield fn(item)
+
+
+def filter_items(source: Iterator[Any], predicate: Callable[[Any], Any]) -> Iterator[Any]:
+    """Items for which `predicate` is true."""
+    for item in source:
+        if predicate(item):
+            yield item
+
+
+def as_concurrent_future(future: Any) -> concurrent.futures.Future[Any]:
+    """A `concurrent.futures.Future` mirroring `future` (already one, or e.g. a dask future)."""
+    if isinstance(future, concurrent.futures.Future):
+        return future
+    mirror: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def transfer(done: Any) -> None:
+        try:
+            mirror.set_result(done.result())
+        except BaseException as exc:
+            mirror.set_exception(exc)
+
+    future.add_done_callback(transfer)
+    return mirror
+
+
+def async_map_items(
+    source: Iterator[Any],
+    fn: Callable[[Any], Any],
+    max_concurrency: int,
+    ordered: bool,
+    executor: Any | None,
+) -> Iterator[Any]:
+    """`fn(item)` with at most `max_concurrency` calls in flight, in source order unless not `ordered`.
+
+    Coroutine functions run on the IO loop; plain functions on `executor` or an owned thread pool.
+    """
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    owned_pool = None
+    if is_async_callable(fn):
+        loop = io_loop()
+
+        def submit(item: Any) -> concurrent.futures.Future[Any]:
+            return asyncio.run_coroutine_threadsafe(fn(item), loop)
+    else:
+        if executor is None:
+            owned_pool = executor = concurrent.futures.ThreadPoolExecutor(
+                min(max_concurrency, 32), thread_name_prefix="squirrel-map"
+            )
+        pool = executor
+
+        def submit(item: Any) -> concurrent.futures.Future[Any]:
+            return as_concurrent_future(pool.submit(fn, item))
+
+    pending: deque[concurrent.futures.Future[Any]] = deque()
+
+    def finished() -> Iterator[Any]:
+        if ordered:
+            yield pending.popleft().result()
+            return
+        done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in [f for f in pending if f in done]:
+            pending.remove(future)
+            yield future.result()
+
+    try:
+        for item in source:
+            pending.append(submit(item))
+            while len(pending) >= max_concurrency:
+                yield from finished()
+        while pending:
+            yield from finished()
+    finally:
+        for future in pending:
+            future.cancel()
+        if owned_pool is not None:
+            owned_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prefetch_items(source: Iterator[Any], size: int) -> Iterator[Any]:
+    """Pull up to `size` items ahead of the consumer in a background thread."""
+    if size < 1:
+        raise ValueError(f"prefetch size must be >= 1, got {size}")
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:
+            put(_Failure(exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="squirrel-prefetch", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+
+
+def batched_items(
+    source: Iterator[Any], size: int, drop_last_if_not_full: bool, collation_fn: Callable[[list[Any]], Any] | None
+) -> Iterator[Any]:
+    """Lists of `size` items (the last one shorter unless dropped), optionally collated."""
+    batcher = Batcher(size, drop_last_if_not_full, collation_fn)
+    for item in source:
+        yield from batcher.push(item)
+    yield from batcher.drain()
+
+
+def shuffle_items(source: Iterator[Any], size: int, seed: int | str | None) -> Iterator[Any]:
+    """Items shuffled within a buffer of `size`; the same seed gives the same order."""
+    buffer = ShuffleBuffer(size, make_rng(seed, "shuffle"))
+    for item in source:
+        yield from buffer.push(item)
+    yield from buffer.drain()
+
+
+def take_items(source: Iterator[Any], n: int) -> Iterator[Any]:
+    """The first `n` items; stops pulling from the source after them."""
+    if n <= 0:
+        return
+    for count, item in enumerate(source, start=1):
+        yield item
+        if count >= n:
+            return
+
+
+def flatten_items(source: Iterator[Iterable[Any]]) -> Iterator[Any]:
+    """The elements of each item."""
+    for item in source:
+        yield from item
+
+
+def zip_index_items(source: Iterator[Any]) -> Iterator[tuple[int, Any]]:
+    """``(index, item)`` pairs, counting from 0."""
+    yield from enumerate(source)
+
+
+def monitor_items(source: Iterator[Any], callback: Callable[[dict[str, float]], Any], every: float) -> Iterator[Any]:
+    """Pass items through; call `callback` with count and rate every `every` seconds and at the end."""
+    started = last = time.monotonic()
+    count = 0
+
+    def report() -> None:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        callback({"items": count, "seconds": elapsed, "items_per_second": count / elapsed})
+
+    for item in source:
+        count += 1
+        yield item
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            report()
+    report()
