@@ -1,0 +1,48 @@
+"""Small shared helpers for the test suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from squirrel.sample import Sample, Shard
+
+
+def make_samples(n: int, prefix: str = "s", size: int = 4) -> list[Sample]:
+    """`n` samples with a small uint8 image and an int label, keys ``{prefix}{i:05d}``."""
+    rng = np.random.default_rng(n)
+    return [
+        Sample({"image": rng.integers(0, 255, (size, size, 3), dtype=np.uint8), "label": i}, f"{prefix}{i:05d}")
+        for i in range(n)
+    ]
+
+
+def make_shards(n_shards: int, per_shard: int) -> list[Shard]:
+    """`n_shards` shards of `per_shard` samples each, keys ``shard_{i:03d}``, sample keys unique."""
+    return [Shard(make_samples(per_shard, prefix=f"sh{i}_"), key=f"shard_{i:03d}") for i in range(n_shards)]
+
+
+def assert_same_value(left: Any, right: Any) -> None:
+    """Deep equality that understands numpy arrays (same dtype, shape and values)."""
+    if isinstance(left, np.ndarray):
+        assert isinstance(right, np.ndarray)
+        assert left.dtype == right.dtype and left.shape == right.shape
+        np.testing.assert_array_equal(left, right)
+    elif isinstance(left, dict):
+        assert isinstance(right, dict) and left.keys() == right.keys()
+        for key in left:
+            assert_same_value(left[key], right[key])
+    elif isinstance(left, list | tuple):
+        assert len(left) == len(right)
+        for a, b in zip(left, right, strict=True):
+            assert_same_value(a, b)
+    else:
+        assert left == right
+
+
+def assert_same_samples(left: list[Sample], right: list[Sample]) -> None:
+    """Same keys in the same order and the same values."""
+    assert [s.key for s in left] == [s.key for s in right]
+    for a, b in zip(left, right, strict=True):
+        assert_same_value(a.value, b.value)

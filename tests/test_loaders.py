@@ -1,0 +1,99 @@
+"""Loaders on every filesystem: every sample once, key_iterator, and order fixed by seed and epoch."""
+
+from __future__ import annotations
+
+import pytest
+
+from squirrel.aio import AsyncMessagepackLoader
+from squirrel.aio.loader import plan_keys
+from squirrel.driver import JsonlLoader, JsonlStore, MessagePackDataLoader, MessagepackStore, RecordLoader, RecordStore
+from squirrel.iterstream import Composable
+from tests.helpers import assert_same_samples, make_shards
+
+SHUFFLED = {"shuffle_key_buffer": 4, "shuffle_item_buffer": 7}
+
+
+@pytest.fixture
+def messagepack_url(store_url: str) -> str:
+    store = MessagepackStore(store_url)
+    for shard in make_shards(6, 5):
+        store.set(shard)
+    return store_url
+
+
+def all_keys() -> list[str]:
+    return [s.key for shard in make_shards(6, 5) for s in shard.value]
+
+
+def test_unshuffled_reads_every_sample_in_sorted_key_order(messagepack_url: str) -> None:
+    loader = MessagePackDataLoader(messagepack_url)
+    samples = loader.get_iter().collect()
+    assert_same_samples(samples, [s for shard in make_shards(6, 5) for s in shard.value])
+
+
+def test_key_iterator_reads_only_those_objects_in_that_order(messagepack_url: str) -> None:
+    keys = [s.key for s in MessagePackDataLoader(messagepack_url).get_iter(key_iterator=["shard_004", "shard_001"])]
+    assert keys == [k for k in all_keys() if k.startswith("sh4_")] + [k for k in all_keys() if k.startswith("sh1_")]
+
+
+def test_bad_key_in_key_iterator_is_refused(messagepack_url: str) -> None:
+    with pytest.raises(ValueError, match=r"\.\./etc"):
+        MessagePackDataLoader(messagepack_url).get_iter(key_iterator=["../etc"]).collect()
+
+
+def test_missing_key_in_key_iterator_is_named(messagepack_url: str) -> None:
+    with pytest.raises(KeyError, match="shard_999"):
+        MessagePackDataLoader(messagepack_url).get_iter(key_iterator=["shard_999"]).collect()
+
+
+def test_seed_and_epoch_fix_the_order(messagepack_url: str) -> None:
+    loader = MessagePackDataLoader(messagepack_url)
+    runs = [[s.key for s in loader.get_iter(seed=11, epoch=0, max_concurrency=c, **SHUFFLED)] for c in (1, 3, 8)]
+    assert runs[0] == runs[1] == runs[2]
+    assert sorted(runs[0]) == sorted(all_keys())
+    assert runs[0] != sorted(all_keys())
+    other_epoch = [s.key for s in loader.get_iter(seed=11, epoch=1, **SHUFFLED)]
+    assert other_epoch != runs[0] and sorted(other_epoch) == sorted(all_keys())
+    other_seed = [s.key for s in loader.get_iter(seed=12, epoch=0, **SHUFFLED)]
+    assert other_seed != runs[0]
+
+
+def test_same_stream_object_iterates_twice_identically(messagepack_url: str) -> None:
+    stream = MessagePackDataLoader(messagepack_url).get_iter(seed=3, **SHUFFLED)
+    assert isinstance(stream, Composable)
+    assert [s.key for s in stream] == [s.key for s in stream]
+
+
+async def test_async_loader_matches_the_sync_one(messagepack_url: str) -> None:
+    expected = [s.key for s in MessagePackDataLoader(messagepack_url).get_iter(seed=5, epoch=2, **SHUFFLED)]
+    async with AsyncMessagepackLoader(messagepack_url) as loader:
+        got = [s.key async for s in loader.get_iter(seed=5, epoch=2, **SHUFFLED)]
+        assert got == expected
+        plain = await loader.get_iter(max_concurrency=2, prefetch=2).collect()
+    assert [s.key for s in plain] == all_keys()
+
+
+def test_jsonl_and_record_loaders(store_url: str) -> None:
+    shards = make_shards(3, 4)
+    for shard in shards:
+        JsonlStore(store_url + "/jsonl").set(shard)
+        RecordStore(store_url + "/records").set(shard)
+    expected = [s.key for shard in shards for s in shard.value]
+    assert [s.key for s in JsonlLoader(store_url + "/jsonl").get_iter()] == expected
+    assert [s.key for s in RecordLoader(store_url + "/records").get_iter()] == expected
+    assert [s.value["label"] for s in RecordLoader(store_url + "/records").get_iter()] == [0, 1, 2, 3] * 3
+
+
+def test_gzip_store_loads(tmp_path) -> None:
+    url = str(tmp_path)
+    for shard in make_shards(2, 3):
+        MessagepackStore(url, compression="gzip").set(shard)
+    assert len(MessagePackDataLoader(url, compression="gzip").get_iter().collect()) == 6
+
+
+def test_plan_keys_is_a_pure_function_of_seed_and_epoch() -> None:
+    keys = [f"k{i}" for i in range(50)]
+    assert plan_keys(keys, 1, None, 0) == keys
+    assert plan_keys(keys, 10, 1, 0) == plan_keys(keys, 10, 1, 0)
+    assert plan_keys(keys, 10, 1, 0) != plan_keys(keys, 10, 1, 1)
+    assert sorted(plan_keys(keys, 10, None, 0)) == keys
