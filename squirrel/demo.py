@@ -53,9 +53,8 @@ def main(folder: str = "demo-data") -> None:
     started = time.perf_counter()
     for shard in shards:
         store.set(shard)
-    print(
-        f"write: {SAMPLES:,} samples in {SHARDS} shards to {root}: {rate(SAMPLES, payload, time.perf_counter() - started)}"
-    )
+    written = rate(SAMPLES, payload, time.perf_counter() - started)
+    print(f"write: {SAMPLES:,} samples in {SHARDS} shards to {root}: {written}")
 
     loader = MessagePackDataLoader(str(root))
     started = time.perf_counter()

@@ -1,14 +1,16 @@
 """Async loaders: stream every sample of a store, fetching objects concurrently on the running loop.
 
-A loader lists (or is given) keys, orders them (`plan_keys`: shuffled by seed and epoch, later split by
-rank and worker), fetches up to `prefetch` objects ahead with at most `max_concurrency` requests at
-once, decodes them off the loop, and yields samples, optionally shuffled within a buffer.
+A loader lists (or is given) keys, plans this reader's share and order (`LoadPlan`: shuffled by seed and
+epoch, split by rank and worker before anything is fetched), fetches up to `prefetch` objects ahead with
+at most `max_concurrency` requests at once, decodes them off the loop, and yields samples, optionally
+shuffled within a buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 from squirrel.aio.record_store import AsyncRecordStore
@@ -16,6 +18,7 @@ from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.buffers import ShuffleBuffer, make_rng
 from squirrel.sample import validate_key
+from squirrel.splits import Split, current_split, take_share
 
 
 def plan_keys(keys: Iterable[str], shuffle_key_buffer: int, seed: int | str | None, epoch: int) -> list[str]:
@@ -35,6 +38,93 @@ def plan_keys(keys: Iterable[str], shuffle_key_buffer: int, seed: int | str | No
 def item_seed(seed: int | str | None, epoch: int) -> str | None:
     """The seed of the item-level shuffle, derived from `seed` and `epoch`."""
     return None if seed is None else f"{seed}:{epoch}:items"
+
+
+@dataclasses.dataclass
+class LoadPlan:
+    """Every knob of a loader's `get_iter`; resolved into this reader's keys when iteration starts.
+
+    Resolving late matters: inside a PyTorch DataLoader worker the worker id is only known there.
+    """
+
+    key_iterator: list[str] | None = None
+    max_concurrency: int = 8
+    prefetch: int = 8
+    shuffle_key_buffer: int = 1
+    shuffle_item_buffer: int = 1
+    seed: int | str | None = None
+    epoch: int = 0
+    split_by_rank: bool = False
+    split_by_worker: bool = False
+    rank: int | None = None
+    world_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1 or self.prefetch < 1:
+            raise ValueError("max_concurrency and prefetch must be >= 1")
+
+    @property
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this plan applies ("rank", "worker")."""
+        return frozenset(k for k, on in (("rank", self.split_by_rank), ("worker", self.split_by_worker)) if on)
+
+    def split(self) -> Split:
+        """This reader's split, resolved now (from torch, arguments or environment)."""
+        return current_split(self.split_by_rank, self.split_by_worker, self.rank, self.world_size)
+
+    def share(self, keys: list[str], split: Split) -> list[str]:
+        """This reader's keys in fetch order. Every key goes to exactly one reader.
+
+        With a seed, all readers shuffle the same way and then split; without one, they split the
+        given order first and then each shuffles its share freshly, which still partitions the keys.
+        """
+        if self.seed is None:
+            return plan_keys(take_share([validate_key(k) for k in keys], split), self.shuffle_key_buffer, None, 0)
+        return take_share(plan_keys(keys, self.shuffle_key_buffer, self.seed, self.epoch), split)
+
+    async def reader_keys(self, store: AsyncRecordStore) -> list[str]:
+        """List (or take) the keys and return this reader's share, in order."""
+        keys = list(self.key_iterator) if self.key_iterator is not None else await store.list_keys()
+        return self.share(keys, self.split())
+
+    def fetch_objects(self, store: AsyncRecordStore, fetch: Callable[[str], Awaitable[Any]]) -> AsyncComposable:
+        """A stream of ``fetch(key)`` over this reader's keys, in order, `prefetch` objects ahead at most."""
+        requests = asyncio.Semaphore(self.max_concurrency)
+
+        async def keys() -> AsyncIterator[str]:
+            for key in await self.reader_keys(store):
+                yield key
+
+        async def fetch_bounded(key: str) -> Any:
+            async with requests:
+                return await fetch(key)
+
+        return AsyncIterableSource(keys).async_map(fetch_bounded, max_concurrency=self.prefetch)
+
+
+class AsyncLoaderStream(AsyncComposable):
+    """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
+
+    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
+        super().__init__(None)
+        self.store = store
+        self.plan = plan
+
+    @property
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.plan.split_kinds
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next iteration."""
+        self.plan.epoch = epoch
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        plan = self.plan
+        stream = plan.fetch_objects(self.store, self.store.fetch).flatten()
+        if plan.shuffle_item_buffer > 1:
+            stream = stream.shuffle(plan.shuffle_item_buffer, item_seed(plan.seed, plan.epoch))
+        return aiter(stream)
 
 
 class AsyncRecordLoader:
@@ -67,36 +157,20 @@ class AsyncRecordLoader:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def fetch_objects(
+    def make_plan(
         self,
-        key_iterator: Iterable[str] | None,
-        max_concurrency: int | None,
-        prefetch: int | None,
-        shuffle_key_buffer: int,
-        seed: int | str | None,
-        epoch: int,
-        fetch: Any,
-    ) -> AsyncComposable:
-        """A stream of ``fetch(key)`` results in planned key order, `prefetch` objects ahead at most.
-
-        This is the loader's I/O half, shared by the async face (fetch = decoded samples) and the sync
-        face (fetch = raw bytes, decoded in the consumer's thread).
-        """
-        store = self._store
-        max_concurrency = max_concurrency or self.default_max_concurrency
-        prefetch = max(prefetch or self.default_prefetch, 1)
-        requests = asyncio.Semaphore(max_concurrency)
-
-        async def planned_keys() -> AsyncIterator[str]:
-            keys = list(key_iterator) if key_iterator is not None else await store.list_keys()
-            for key in plan_keys(keys, shuffle_key_buffer, seed, epoch):
-                yield key
-
-        async def fetch_bounded(key: str) -> Any:
-            async with requests:
-                return await fetch(key)
-
-        return AsyncIterableSource(planned_keys).async_map(fetch_bounded, max_concurrency=prefetch)
+        key_iterator: Iterable[str] | None = None,
+        max_concurrency: int | None = None,
+        prefetch: int | None = None,
+        **options: Any,
+    ) -> LoadPlan:
+        """A `LoadPlan` with this loader's defaults filled in."""
+        return LoadPlan(
+            key_iterator=list(key_iterator) if key_iterator is not None else None,
+            max_concurrency=max_concurrency or self.default_max_concurrency,
+            prefetch=prefetch or self.default_prefetch,
+            **options,
+        )
 
     def get_iter(
         self,
@@ -107,7 +181,11 @@ class AsyncRecordLoader:
         shuffle_item_buffer: int = 1,
         seed: int | str | None = None,
         epoch: int = 0,
-    ) -> AsyncComposable:
+        split_by_rank: bool = False,
+        split_by_worker: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> AsyncLoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as an async stream.
 
         Args:
@@ -118,13 +196,24 @@ class AsyncRecordLoader:
             shuffle_item_buffer: shuffle samples within a buffer of this size (1: no shuffle).
             seed, epoch: together they fix the order; a new epoch gives a new order. With shuffle
                 buffers and no seed, each iteration draws a fresh random order.
+            split_by_rank, split_by_worker: read only this DDP rank's / DataLoader worker's share of
+                the keys (decided before anything is fetched); `rank` and `world_size` override the
+                environment when torch.distributed is not initialised.
         """
-        stream = self.fetch_objects(
-            key_iterator, max_concurrency, prefetch, shuffle_key_buffer, seed, epoch, self._store.fetch
-        ).flatten()
-        if shuffle_item_buffer > 1:
-            stream = stream.shuffle(shuffle_item_buffer, item_seed(seed, epoch))
-        return stream
+        plan = self.make_plan(
+            key_iterator,
+            max_concurrency,
+            prefetch,
+            shuffle_key_buffer=shuffle_key_buffer,
+            shuffle_item_buffer=shuffle_item_buffer,
+            seed=seed,
+            epoch=epoch,
+            split_by_rank=split_by_rank,
+            split_by_worker=split_by_worker,
+            rank=rank,
+            world_size=world_size,
+        )
+        return AsyncLoaderStream(self._store, plan)
 
 
 class AsyncMessagepackLoader(AsyncRecordLoader):

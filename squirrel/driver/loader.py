@@ -9,11 +9,48 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from squirrel.aio.loader import AsyncRecordLoader, item_seed
+from squirrel.aio.loader import AsyncRecordLoader, LoadPlan, item_seed
+from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.driver.record import RecordStore
 from squirrel.iterstream.base import Composable, IterableSource
 from squirrel.iterstream.bridge import iterate_on_io_loop
 from squirrel.sample import Sample
+
+
+class LoaderStream(Composable):
+    """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
+
+    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
+        super().__init__(None)
+        self.store = store
+        self.plan = plan
+
+    @property
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.plan.split_kinds
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next iteration."""
+        self.plan.epoch = epoch
+
+    def __iter__(self) -> Iterator[Sample]:
+        plan, store = self.plan, self.store
+
+        async def fetch(key: str) -> tuple[str, bytes]:
+            return key, await store.read_bytes(key)
+
+        def objects() -> Iterator[tuple[str, bytes]]:
+            stream = plan.fetch_objects(store, fetch)
+            return iterate_on_io_loop(lambda: aiter(stream))
+
+        def decode(fetched: tuple[str, bytes]) -> list[Sample]:
+            return store.decode(*fetched)
+
+        stream = IterableSource(objects).map(decode).flatten()
+        if plan.shuffle_item_buffer > 1:
+            stream = stream.shuffle(plan.shuffle_item_buffer, item_seed(plan.seed, plan.epoch))
+        return iter(stream)
 
 
 class RecordLoader:
@@ -46,32 +83,26 @@ class RecordLoader:
         shuffle_item_buffer: int = 1,
         seed: int | str | None = None,
         epoch: int = 0,
-    ) -> Composable:
+        split_by_rank: bool = False,
+        split_by_worker: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> LoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
 
-        Args:
-            key_iterator: keys to read, in this order; all keys of the store (sorted) when None.
-            max_concurrency: requests in flight at once.
-            prefetch: objects held ahead of the consumer, fetching or fetched (bounds memory).
-            shuffle_key_buffer: shuffle keys within a buffer of this size (1: no shuffle).
-            shuffle_item_buffer: shuffle samples within a buffer of this size (1: no shuffle).
-            seed, epoch: together they fix the order; a new epoch gives a new order. With shuffle
-                buffers and no seed, each iteration draws a fresh random order.
+        Takes the same arguments as `AsyncRecordLoader.get_iter` (see there).
         """
-        keys = list(key_iterator) if key_iterator is not None else None
-        store = self.aio.get_store()
-
-        async def fetch(key: str) -> tuple[str, bytes]:
-            return key, await store.read_bytes(key)
-
-        def objects() -> Iterator[tuple[str, bytes]]:
-            stream = self.aio.fetch_objects(keys, max_concurrency, prefetch, shuffle_key_buffer, seed, epoch, fetch)
-            return iterate_on_io_loop(lambda: aiter(stream))
-
-        def decode(fetched: tuple[str, bytes]) -> list[Sample]:
-            return store.decode(*fetched)
-
-        stream = IterableSource(objects).map(decode).flatten()
-        if shuffle_item_buffer > 1:
-            stream = stream.shuffle(shuffle_item_buffer, item_seed(seed, epoch))
-        return stream
+        plan = self.aio.get_iter(
+            key_iterator,
+            max_concurrency,
+            prefetch,
+            shuffle_key_buffer,
+            shuffle_item_buffer,
+            seed,
+            epoch,
+            split_by_rank,
+            split_by_worker,
+            rank,
+            world_size,
+        ).plan
+        return LoaderStream(self.aio.get_store(), plan)

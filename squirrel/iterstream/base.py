@@ -7,10 +7,12 @@ iterated again gives the same result twice (with seeded shuffles).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from squirrel.iterstream import operators as ops
+from squirrel.splits import current_split
 
 C = TypeVar("C", bound="Composable")
 
@@ -96,6 +98,26 @@ class Composable:
         """Show a tqdm progress bar while iterating."""
         return _Tqdm(self, tqdm_kwargs)
 
+    def split_by_rank_pytorch(self, rank: int | None = None, world_size: int | None = None) -> Composable:
+        """Keep every `world_size`-th item from `rank` (from torch.distributed, the arguments or RANK/WORLD_SIZE).
+
+        Prefer a loader's ``get_iter(split_by_rank=True)``, which splits keys before anything is fetched.
+        """
+        return _ItemSplit(self, "rank", rank, world_size)
+
+    def split_by_worker_pytorch(self) -> Composable:
+        """Keep every n-th item from this DataLoader worker's id (n = number of workers).
+
+        Prefer a loader's ``get_iter(split_by_worker=True)``, which splits keys before anything is fetched.
+        """
+        return _ItemSplit(self, "worker", None, None)
+
+    def to_torch_iterable(self) -> Any:
+        """This stream as a `torch.utils.data.IterableDataset` (see `squirrel.iterstream.torch`)."""
+        from squirrel.iterstream.torch import TorchIterable
+
+        return TorchIterable(self)
+
     def compose(self, constructor: Callable[..., C], *args: Any, **kwargs: Any) -> C:
         """Append a stage of your own: ``constructor(*args, **kwargs)`` with this stream as its source."""
         stage = constructor(*args, **kwargs)
@@ -124,6 +146,18 @@ class _Stage(Composable):
 
     def __iter__(self) -> Iterator[Any]:
         return self.operator(iter(self.source), *self.args)
+
+
+class _ItemSplit(Composable):
+    def __init__(self, source: Composable, kind: str, rank: int | None, world_size: int | None) -> None:
+        super().__init__(source)
+        self.split_kinds = frozenset({kind})
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[Any]:
+        split = current_split(self.split_kinds == {"rank"}, self.split_kinds == {"worker"}, self.rank, self.world_size)
+        return itertools.islice(self.source, split.index, None, split.readers)
 
 
 class _Loop(Composable):

@@ -1,0 +1,148 @@
+"""PyTorch: real DataLoaders with workers (fork and spawn), simulated DDP ranks, epochs and resume."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import torch.utils.data
+
+from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample
+from squirrel.iterstream import IterableSource
+from tests.helpers import make_shards
+
+SHARDS, PER_SHARD = 12, 5
+
+
+def sample_key(sample: Sample) -> str:
+    return sample.key
+
+
+@pytest.fixture(scope="module")
+def dataset_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = str(tmp_path_factory.mktemp("torch") / "store")
+    store = MessagepackStore(url)
+    for shard in make_shards(SHARDS, PER_SHARD):
+        store.set(shard)
+    return url
+
+
+def every_key() -> list[str]:
+    return sorted(s.key for shard in make_shards(SHARDS, PER_SHARD) for s in shard.value)
+
+
+def keys_through_dataloader(dataset: torch.utils.data.IterableDataset, **options) -> list[str]:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, **options)
+    return [key for batch in loader for key in batch]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+@pytest.mark.parametrize("persistent", [False, True])
+def test_two_workers_read_every_sample_exactly_once(dataset_url: str, context: str, persistent: bool) -> None:
+    stream = MessagePackDataLoader(dataset_url).get_iter(split_by_worker=True, seed=1, shuffle_key_buffer=4)
+    dataset = stream.map(sample_key).to_torch_iterable()
+    options = {"num_workers": 2, "multiprocessing_context": context, "persistent_workers": persistent}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, **options)
+    for epoch in range(2):
+        dataset.set_epoch(epoch)
+        keys = [key for batch in loader for key in batch]
+        assert sorted(keys) == every_key()
+
+
+def test_set_epoch_reaches_persistent_workers(dataset_url: str) -> None:
+    stream = MessagePackDataLoader(dataset_url).get_iter(
+        split_by_worker=True, seed=7, shuffle_key_buffer=SHARDS, shuffle_item_buffer=10
+    )
+    dataset = stream.map(sample_key).to_torch_iterable()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in (0, 1, 0):
+        dataset.set_epoch(epoch)
+        orders.append([key for batch in loader for key in batch])
+    assert orders[0] == orders[2] != orders[1]
+    assert sorted(orders[1]) == every_key()
+
+
+def test_workers_without_a_split_are_refused(dataset_url: str) -> None:
+    dataset = MessagePackDataLoader(dataset_url).get_iter().map(sample_key).to_torch_iterable()
+    with pytest.raises(RuntimeError, match="split_by_worker"):
+        keys_through_dataloader(dataset, num_workers=2)
+
+
+def test_item_level_worker_split_of_any_stream() -> None:
+    dataset = IterableSource(range(103)).split_by_worker_pytorch().to_torch_iterable()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2)
+    assert sorted(int(x) for x in loader) == list(range(103))
+
+
+def _rank_keys(url: str, rank: int, world_size: int, queue: multiprocessing.Queue) -> None:
+    stream = MessagePackDataLoader(url).get_iter(
+        split_by_rank=True, split_by_worker=True, rank=rank, world_size=world_size, seed=3, shuffle_key_buffer=5
+    )
+    dataset = stream.map(sample_key).to_torch_iterable()
+    queue.put((rank, keys_through_dataloader(dataset, num_workers=2)))
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_times_workers_see_every_sample_exactly_once(dataset_url: str, world_size: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    ranks = [context.Process(target=_rank_keys, args=(dataset_url, r, world_size, queue)) for r in range(world_size)]
+    for process in ranks:
+        process.start()
+    results = dict(queue.get(timeout=120) for _ in ranks)
+    for process in ranks:
+        process.join(60)
+        assert process.exitcode == 0
+    seen = [key for rank in range(world_size) for key in results[rank]]
+    assert sorted(seen) == every_key()
+
+
+def test_ranks_without_a_split_are_refused(dataset_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    dataset = MessagePackDataLoader(dataset_url).get_iter().to_torch_iterable()
+    with pytest.raises(RuntimeError, match="split_by_rank"):
+        next(iter(dataset))
+
+
+def test_resume_in_process_gives_the_exact_remainder(dataset_url: str) -> None:
+    def fresh() -> torch.utils.data.IterableDataset:
+        stream = MessagePackDataLoader(dataset_url).get_iter(seed=5, shuffle_key_buffer=6, shuffle_item_buffer=9)
+        return stream.map(sample_key).to_torch_iterable()
+
+    full = keys_through_dataloader(fresh())
+    dataset = fresh()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4)
+    consumed = []
+    for i, batch in enumerate(loader):
+        consumed.extend(batch)
+        if i == 6:
+            break
+    state = dataset.state_dict()
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    rest = keys_through_dataloader(resumed)
+    assert consumed + rest == full
+
+
+def test_resume_through_workers_gives_the_exact_remainder(dataset_url: str) -> None:
+    def fresh() -> torch.utils.data.IterableDataset:
+        stream = MessagePackDataLoader(dataset_url).get_iter(split_by_worker=True, seed=5, shuffle_item_buffer=9)
+        return stream.map(sample_key).to_torch_iterable()
+
+    dataset = fresh()
+    dataset.set_epoch(3)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
+    consumed = []
+    for batches, batch in enumerate(loader, start=1):
+        consumed.extend(batch)
+        if batches == 5:
+            break
+    state = dataset.state_dict(batches_consumed=5, batch_size=4, num_workers=2)
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    rest = keys_through_dataloader(resumed, num_workers=2)
+    assert len(set(consumed) & set(rest)) == 0
+    assert sorted(consumed + rest) == every_key()
+    assert state["epoch"] == 3
