@@ -1,22 +1,45 @@
-"""Shard stores: one object per `Shard`, in messagepack (fast, typed) or jsonl (human-readable)."""
+"""Shard stores: one object per `Shard`, in messagepack (fast, typed) or jsonl (human-readable).
+
+``format="squirrel-core"`` reads and writes squirrel-core 0.20's layout instead (``<key>.gz``, gzip of
+concatenated msgpack-numpy maps or JSON lines), so its datasets load without conversion.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.codec import Codec, JsonlCodec, MessagepackCodec
+from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMessagepackCodec
+
+FORMATS = ("squirrel", "squirrel-core")
 
 
-class AsyncMessagepackStore(AsyncRecordStore):
+class _ShardStore(AsyncRecordStore):
+    one_object_per_sample: ClassVar[bool] = False
+    squirrel_core_codec: ClassVar[Codec]
+
+    def __init__(self, url: str, compression: str | None = None, *, format: str = "squirrel", **options: Any) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
+        self.format = format
+        if format == "squirrel-core":
+            if compression not in (None, "gzip"):
+                raise ValueError("squirrel-core shards are always gzip-compressed")
+            self.codec = self.squirrel_core_codec
+            compression = "gzip"
+        super().__init__(url, compression, **options)
+
+
+class AsyncMessagepackStore(_ShardStore):
     """Each shard is one msgpack object ``<key>.msgpack`` (``.msgpack.gz`` with gzip); numpy types kept."""
 
     codec: ClassVar[Codec] = MessagepackCodec()
-    one_object_per_sample: ClassVar[bool] = False
+    squirrel_core_codec: ClassVar[Codec] = SquirrelCoreMessagepackCodec()
 
 
-class AsyncJsonlStore(AsyncRecordStore):
+class AsyncJsonlStore(_ShardStore):
     """Each shard is one jsonl object ``<key>.jsonl``: readable by people and any JSON tool."""
 
     codec: ClassVar[Codec] = JsonlCodec()
-    one_object_per_sample: ClassVar[bool] = False
+    squirrel_core_codec: ClassVar[Codec] = SquirrelCoreJsonlCodec()
