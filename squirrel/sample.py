@@ -46,6 +46,19 @@ class Sample:
         self.key = random_key() if key is None else validate_key(key)
         self.value = value
 
+    @classmethod
+    def trusted(cls, value: Any, key: Any) -> Sample:
+        """A sample from decoded data, checking only that `key` is a str (codecs' hot path).
+
+        Keys are validated again wherever they become paths, so this skips no safety check.
+        """
+        if type(key) is not str:
+            raise TypeError(f"sample key must be a str, got {type(key).__name__}")
+        sample = object.__new__(cls)
+        sample.key = key
+        sample.value = value
+        return sample
+
     @property
     def values(self) -> Any:
         """The same object as `value`."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
+from squirrel.aio.operators import closing
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
-from squirrel.buffers import ShuffleBuffer, make_rng
+from squirrel.buffers import ChunkShuffler, ShuffleBuffer, make_numpy_rng, make_rng
 from squirrel.sample import validate_key
 from squirrel.splits import Split, current_split, take_share
 
@@ -33,11 +34,6 @@ def plan_keys(keys: Iterable[str], shuffle_key_buffer: int, seed: int | str | No
     planned = [evicted for key in keys for evicted in buffer.push(key)]
     planned.extend(buffer.drain())
     return planned
-
-
-def item_seed(seed: int | str | None, epoch: int) -> str | None:
-    """The seed of the item-level shuffle, derived from `seed` and `epoch`."""
-    return None if seed is None else f"{seed}:{epoch}:items"
 
 
 @dataclasses.dataclass
@@ -87,6 +83,16 @@ class LoadPlan:
         keys = list(self.key_iterator) if self.key_iterator is not None else await store.list_keys()
         return self.share(keys, self.split())
 
+    def shuffle_chunks(self, chunks: Iterable[list[Any]]) -> Iterator[list[Any]]:
+        """Chunks of samples shuffled within `shuffle_item_buffer` items (unchanged when it is <= 1)."""
+        if self.shuffle_item_buffer <= 1:
+            yield from chunks
+            return
+        shuffler = ChunkShuffler(self.shuffle_item_buffer, make_numpy_rng(self.seed, self.epoch, "items"))
+        for chunk in chunks:
+            yield shuffler.push(chunk)
+        yield shuffler.drain()
+
     def fetch_objects(self, store: AsyncRecordStore, fetch: Callable[[str], Awaitable[Any]]) -> AsyncComposable:
         """A stream of ``fetch(key)`` over this reader's keys, in order, `prefetch` objects ahead at most."""
         requests = asyncio.Semaphore(self.max_concurrency)
@@ -120,11 +126,19 @@ class AsyncLoaderStream(AsyncComposable):
         self.plan.epoch = epoch
 
     def __aiter__(self) -> AsyncIterator[Any]:
+        return self._samples()
+
+    async def _samples(self) -> AsyncIterator[Any]:
         plan = self.plan
-        stream = plan.fetch_objects(self.store, self.store.fetch).flatten()
+        shuffler = None
         if plan.shuffle_item_buffer > 1:
-            stream = stream.shuffle(plan.shuffle_item_buffer, item_seed(plan.seed, plan.epoch))
-        return aiter(stream)
+            shuffler = ChunkShuffler(plan.shuffle_item_buffer, make_numpy_rng(plan.seed, plan.epoch, "items"))
+        async with closing(aiter(plan.fetch_objects(self.store, self.store.fetch))) as chunks:
+            async for chunk in chunks:
+                for sample in shuffler.push(chunk) if shuffler else chunk:
+                    yield sample
+        for sample in shuffler.drain() if shuffler else ():
+            yield sample
 
 
 class AsyncRecordLoader:

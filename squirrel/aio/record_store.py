@@ -111,11 +111,13 @@ class AsyncRecordStore:
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r} (looked for {self.object_url(key)})") from None
 
+    def decompress(self, key: str, data: bytes) -> bytes:
+        """The stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL)."""
+        return decompress(data, self.compression, self.object_url(key), self.max_decompressed_size)
+
     def decode(self, key: str, data: bytes) -> list[Sample]:
         """Decompress and decode the bytes of object `key` (pure CPU; safe to run in a thread)."""
-        source = self.object_url(key)
-        raw = decompress(data, self.compression, source, self.max_decompressed_size)
-        return self.codec.decode(raw, source)
+        return self.codec.decode(self.decompress(key, data), self.object_url(key))
 
     async def fetch(self, key: str) -> list[Sample]:
         """All samples of object `key`, decoded (large objects in a worker thread)."""

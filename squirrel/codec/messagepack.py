@@ -1,9 +1,18 @@
-"""Messagepack shards: one msgpack array of ``[key, value]`` pairs; numpy data as msgpack ext types.
+"""Messagepack shards, laid out so that numpy arrays decode as zero-copy views of the object's bytes.
 
-Numpy arrays and scalars are msgpack ext types whose payload is a small header (dtype, shape) and the raw
-bytes, so decoding costs one Python call per array and no hook on every map. Decoded arrays are read-only
-zero-copy views of the ext payload. Tuples are written as lists; int dict keys round-trip. Nothing is
-ever pickled: object arrays are refused on write and on read.
+Layout of one stored object (a shard, or a record: a one-sample shard)::
+
+    prefix  24 bytes   b"SQMP", u16 version (1), u16 flags (0), u64 header length, u64 blob length
+    header  msgpack    an array of [key, value] pairs; each numpy array is ext type 1 whose payload
+                       gives dtype, shape and the array's offset in the blob
+    padding            zeros up to the next 64-byte boundary
+    blob               the arrays' raw bytes, each starting 64-byte aligned
+
+The header is plain msgpack that any msgpack library reads. Decoding parses the small header only;
+arrays become read-only views into the object's bytes (no copy, aligned), so a sample keeps its
+object's buffer alive. Numpy scalars are ext type 2 with their bytes inline. Tuples are written as
+lists; int dict keys round-trip. Nothing is ever pickled: object arrays are refused on write and read.
+Truncation anywhere is detected: the prefix fixes the total length.
 """
 
 from __future__ import annotations
@@ -20,19 +29,30 @@ from squirrel.sample import Sample
 
 EXT_NDARRAY = 1
 EXT_NUMPY_SCALAR = 2
+MAGIC = b"SQMP"
+VERSION = 1
 
+_PREFIX = struct.Struct("<4sHHQQ")
+_ALIGN = 64
 _DTYPE_PLAIN = 0  # dtype given by its `.str`, e.g. b"<f4"
 _DTYPE_DESCR = 1  # structured or sub-array dtype, given as a msgpack-packed numpy descr
-_HEADER = struct.Struct("<BBH")  # dtype kind, ndim, dtype-bytes length
-_DIM = struct.Struct("<Q")
-_ALIGN = 16  # data starts 16-byte aligned inside the payload
+_ARRAY_HEAD = struct.Struct("<BBH")  # dtype encoding, ndim, dtype-bytes length
+_U64 = struct.Struct("<Q")
+_DIMS = [struct.Struct(f"<{n}Q") for n in range(33)]  # numpy allows at most 32 dimensions (64 in numpy 2)
+_dtype_cache: dict[bytes, np.dtype] = {}
+
+
+def _aligned(offset: int) -> int:
+    return offset + (-offset % _ALIGN)
+
+
+# -- dtypes ----------------------------------------------------------------------------------------
 
 
 def _dtype_bytes(dtype: np.dtype) -> tuple[int, bytes]:
     if dtype.fields is None and dtype.subdtype is None:
         return _DTYPE_PLAIN, dtype.str.encode("ascii")
-    descr = np.lib.format.dtype_to_descr(dtype)
-    return _DTYPE_DESCR, msgpack.packb(descr, use_bin_type=True)
+    return _DTYPE_DESCR, msgpack.packb(np.lib.format.dtype_to_descr(dtype), use_bin_type=True)
 
 
 def _as_tuples(descr: Any) -> Any:
@@ -46,108 +66,181 @@ def _as_tuples(descr: Any) -> Any:
     return fields
 
 
-def _encode_array(array: np.ndarray) -> bytes:
+def _parse_dtype(kind: int, raw: bytes) -> np.dtype:
+    cached = _dtype_cache.get(raw)
+    if cached is not None and kind == _DTYPE_PLAIN:
+        return cached
+    if kind == _DTYPE_PLAIN:
+        dtype = np.dtype(raw.decode("ascii"))
+    elif kind == _DTYPE_DESCR:
+        dtype = np.lib.format.descr_to_dtype(_as_tuples(msgpack.unpackb(raw, raw=False)))
+    else:
+        raise ValueError(f"unknown dtype encoding {kind}")
+    if dtype.hasobject:
+        raise UnsafePayloadError(f"refusing a numpy array of dtype {dtype}: object arrays need pickle")
+    if kind == _DTYPE_PLAIN and len(_dtype_cache) < 1024:
+        _dtype_cache[raw] = dtype
+    return dtype
+
+
+def _refuse_objects(array: np.ndarray) -> None:
     if array.dtype.hasobject:
         raise EncodeError(
             f"cannot store a numpy array of dtype {array.dtype} (object arrays would need pickle); "
             "convert it to a numeric, string or bytes dtype, or to a list"
         )
+
+
+def _array_head(array: np.ndarray) -> bytes:
     kind, dtype_bytes = _dtype_bytes(array.dtype)
-    shape = array.shape
-    header = _HEADER.pack(kind, len(shape), len(dtype_bytes)) + dtype_bytes
-    header += b"".join(_DIM.pack(dim) for dim in shape)
-    header += b"\0" * (-len(header) % _ALIGN)
-    return header + np.ascontiguousarray(array).tobytes()
+    return _ARRAY_HEAD.pack(kind, array.ndim, len(dtype_bytes)) + dtype_bytes + _DIMS[array.ndim].pack(*array.shape)
 
 
-def _decode_array(payload: bytes) -> np.ndarray:
-    kind, ndim, dtype_len = _HEADER.unpack_from(payload, 0)
-    offset = _HEADER.size
-    dtype_bytes = payload[offset : offset + dtype_len]
-    offset += dtype_len
-    if kind == _DTYPE_PLAIN:
-        dtype = np.dtype(dtype_bytes.decode("ascii"))
-    elif kind == _DTYPE_DESCR:
-        dtype = np.lib.format.descr_to_dtype(_as_tuples(msgpack.unpackb(dtype_bytes, raw=False)))
-    else:
-        raise ValueError(f"unknown dtype encoding {kind}")
-    if dtype.hasobject:
-        raise UnsafePayloadError(f"refusing a numpy array of dtype {dtype}: object arrays need pickle")
-    shape = tuple(_DIM.unpack_from(payload, offset + 8 * i)[0] for i in range(ndim))
-    offset += 8 * ndim
-    offset += -offset % _ALIGN
+def _parse_array_head(payload: bytes) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """dtype, shape, byte size, and where the bytes after the head start."""
+    kind, ndim, dtype_len = _ARRAY_HEAD.unpack_from(payload, 0)
+    offset = _ARRAY_HEAD.size + dtype_len
+    dtype = _parse_dtype(kind, payload[_ARRAY_HEAD.size : offset])
+    shape = _DIMS[ndim].unpack_from(payload, offset)
     count = 1
     for dim in shape:
         count *= dim
-    if count * dtype.itemsize != len(payload) - offset:
-        raise ValueError(f"array of shape {shape} and dtype {dtype} does not match its payload size")
-    if count == 0 or dtype.itemsize == 0:
+    return dtype, shape, count * dtype.itemsize, offset + 8 * ndim
+
+
+_layouts: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+
+
+def _array_layout(head: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    """dtype, shape and byte size of an array head, cached: a dataset has few distinct ones."""
+    layout = _layouts.get(head)
+    if layout is None:
+        dtype, shape, nbytes, end = _parse_array_head(head)
+        if end != len(head):
+            raise ValueError("malformed array header")
+        layout = (dtype, shape, nbytes)
+        if len(_layouts) < 4096:
+            _layouts[head] = layout
+    return layout
+
+
+def _view(buffer: bytes, dtype: np.dtype, shape: tuple[int, ...], nbytes: int, start: int, end: int) -> np.ndarray:
+    """A read-only view of `buffer[start:start + nbytes]`, which must end by `end`."""
+    if start + nbytes > end:
+        raise ValueError(f"array of shape {shape} and dtype {dtype} runs past the end of its data")
+    if nbytes == 0 or dtype.itemsize == 0:
         return np.zeros(shape, dtype)
-    return np.frombuffer(payload, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return np.ndarray(shape, dtype, buffer, start)
 
 
-def _default(obj: Any) -> Any:
-    """msgpack's hook for types it does not pack itself (it runs with strict_types)."""
-    if isinstance(obj, np.ndarray):
-        return msgpack.ExtType(EXT_NDARRAY, _encode_array(obj))
-    if isinstance(obj, np.generic):
-        return msgpack.ExtType(EXT_NUMPY_SCALAR, _encode_array(np.asarray(obj)))
-    if isinstance(obj, tuple):
-        return list(obj)
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    for base in (bool, int, float, str, bytes, list, dict):
-        if isinstance(obj, base):
-            return base(obj)
-    raise EncodeError(
-        f"cannot store a value of type {type(obj).__module__}.{type(obj).__qualname__} in messagepack "
-        "(squirrel stores dicts, lists, str, bytes, numbers, bools, None and numpy arrays/scalars)"
-    )
+# -- encoding --------------------------------------------------------------------------------------
 
 
-def _ext_hook(code: int, payload: bytes) -> Any:
-    if code == EXT_NDARRAY:
-        return _decode_array(payload)
-    if code == EXT_NUMPY_SCALAR:
-        return _decode_array(payload)[()]
-    raise ValueError(f"unknown msgpack ext type {code}")
+class _Packer:
+    """Packs one value: arrays go to the blob (64-byte aligned) and leave an ext reference in the header."""
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.blob_length = 0
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            _refuse_objects(obj)
+            data = obj if obj.flags.c_contiguous else obj.copy(order="C")
+            start = self.blob_length
+            ref = msgpack.ExtType(EXT_NDARRAY, _array_head(data) + _U64.pack(start))
+            if data.nbytes:
+                self.parts.append(data.reshape(-1).view(np.uint8))
+                self.blob_length += data.nbytes
+                padding = -self.blob_length % _ALIGN
+                if padding:
+                    self.parts.append(b"\0" * padding)
+                    self.blob_length += padding
+            return ref
+        if isinstance(obj, np.generic):
+            scalar = np.asarray(obj)
+            _refuse_objects(scalar)
+            return msgpack.ExtType(EXT_NUMPY_SCALAR, _array_head(scalar) + scalar.tobytes())
+        if isinstance(obj, tuple):
+            return list(obj)
+        if isinstance(obj, Mapping):
+            return dict(obj)
+        for base in (bool, int, float, str, bytes, list, dict):
+            if isinstance(obj, base):
+                return base(obj)
+        raise EncodeError(
+            f"cannot store a value of type {type(obj).__module__}.{type(obj).__qualname__} in messagepack "
+            "(squirrel stores dicts, lists, str, bytes, numbers, bools, None and numpy arrays/scalars)"
+        )
 
 
 def pack_value(value: Any) -> bytes:
-    """Serialise one value (any nesting of the supported types) to msgpack bytes."""
+    """Serialise one value (any nesting of the supported types) into the layout described above."""
+    packer = _Packer()
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+        header = msgpack.packb(value, default=packer.default, use_bin_type=True, strict_types=True)
     except EncodeError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(f"cannot store value in messagepack: {exc}") from None
+    head = _PREFIX.pack(MAGIC, VERSION, 0, len(header), packer.blob_length) + header
+    return b"".join([head, b"\0" * (-len(head) % _ALIGN), *packer.parts])
+
+
+# -- decoding --------------------------------------------------------------------------------------
 
 
 def unpack_value(data: bytes, source: str = "<bytes>") -> Any:
-    """Parse msgpack bytes written by `pack_value`; raise `DecodeError` naming `source` if they are bad."""
+    """Parse bytes written by `pack_value`; raise `DecodeError` naming `source` if they are bad."""
     try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
+        magic, version, _flags, header_length, blob_length = _PREFIX.unpack_from(data, 0)
+    except struct.error:
+        raise DecodeError(f"{source}: too short to be a squirrel messagepack object ({len(data)} bytes)") from None
+    if magic != MAGIC:
+        raise DecodeError(f"{source}: not a squirrel messagepack object (starts with {bytes(data[:4])!r})")
+    if version != VERSION:
+        raise DecodeError(f"{source}: squirrel messagepack version {version} is not supported (expected {VERSION})")
+    blob_start = _aligned(_PREFIX.size + header_length)
+    if len(data) != blob_start + blob_length:
+        problem = "truncated" if len(data) < blob_start + blob_length else "has trailing bytes"
+        raise DecodeError(f"{source}: {problem}: {len(data)} bytes, expected {blob_start + blob_length}")
+
+    blob_end = blob_start + blob_length
+
+    def ext_hook(code: int, payload: bytes) -> Any:
+        if code == EXT_NDARRAY:
+            dtype, shape, nbytes = _array_layout(payload[:-8])
+            start = blob_start + _U64.unpack_from(payload, len(payload) - 8)[0]
+            return _view(data, dtype, shape, nbytes, start, blob_end)
+        if code == EXT_NUMPY_SCALAR:
+            dtype, shape, nbytes, offset = _parse_array_head(payload)
+            return _view(payload, dtype, shape, nbytes, offset, len(payload))[()]
+        raise ValueError(f"unknown msgpack ext type {code}")
+
+    header = memoryview(data)[_PREFIX.size : _PREFIX.size + header_length]
+    try:
+        return msgpack.unpackb(header, ext_hook=ext_hook, raw=False, strict_map_key=False, use_list=True)
     except DecodeError as exc:
         raise type(exc)(f"{source}: {exc}") from None
     except Exception as exc:  # msgpack raises ValueError, ExtraData, FormatError, StackError, ...
-        raise DecodeError(f"{source}: not valid squirrel messagepack data ({type(exc).__name__}: {exc})") from None
+        raise DecodeError(f"{source}: corrupt squirrel messagepack header ({type(exc).__name__}: {exc})") from None
 
 
 class MessagepackCodec:
-    """A shard is one msgpack array of ``[key, value]`` pairs, so truncation anywhere is detected."""
+    """Shards (and records) as ``[key, value]`` pairs in the zero-copy layout above."""
 
     suffix = ".msgpack"
 
     def encode(self, samples: Sequence[Sample]) -> bytes:
-        """Serialise `samples` as one msgpack array of ``[key, value]`` pairs."""
+        """Serialise `samples` as one object."""
         return pack_value([[sample.key, sample.value] for sample in samples])
 
     def decode(self, data: bytes, source: str) -> list[Sample]:
-        """Parse a shard; every pair must be ``[str key, value]``."""
+        """Parse an object; every pair must be ``[str key, value]``."""
         pairs = unpack_value(data, source)
         if not isinstance(pairs, list):
             raise DecodeError(f"{source}: expected a list of [key, value] pairs, got {type(pairs).__name__}")
         try:
-            return [Sample(value, key) for key, value in pairs]
+            return [Sample.trusted(value, key) for key, value in pairs]
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"{source}: malformed [key, value] pair ({exc})") from None

@@ -1,18 +1,21 @@
 """`RecordLoader`: the blocking face of `AsyncRecordLoader`, and the base of every sync loader.
 
-Objects are fetched on the IO loop (concurrently, `prefetch` ahead) and handed over one object's bytes
-at a time; decoding and everything after it run in the consumer's thread, so the loop only does I/O.
+Objects are fetched (and gzip-inflated, in threads) on the IO loop, `prefetch` ahead, and handed over one
+object at a time; decoding and everything after it run in the consumer's thread, so the loop only does
+I/O, and a shard's samples cross as one list, not one by one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from squirrel.aio.loader import AsyncRecordLoader, LoadPlan, item_seed
+from squirrel.aio.loader import AsyncRecordLoader, LoadPlan
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.driver.record import RecordStore
-from squirrel.iterstream.base import Composable, IterableSource
+from squirrel.iterstream.base import Composable
 from squirrel.iterstream.bridge import iterate_on_io_loop
 from squirrel.sample import Sample
 
@@ -38,19 +41,17 @@ class LoaderStream(Composable):
         plan, store = self.plan, self.store
 
         async def fetch(key: str) -> tuple[str, bytes]:
-            return key, await store.read_bytes(key)
-
-        def objects() -> Iterator[tuple[str, bytes]]:
-            stream = plan.fetch_objects(store, fetch)
-            return iterate_on_io_loop(lambda: aiter(stream))
+            data = await store.read_bytes(key)
+            if store.compression is not None:  # inflating releases the GIL: threads use both cores
+                data = await asyncio.to_thread(store.decompress, key, data)
+            return key, data
 
         def decode(fetched: tuple[str, bytes]) -> list[Sample]:
-            return store.decode(*fetched)
+            key, raw = fetched
+            return store.codec.decode(raw, store.object_url(key))
 
-        stream = IterableSource(objects).map(decode).flatten()
-        if plan.shuffle_item_buffer > 1:
-            stream = stream.shuffle(plan.shuffle_item_buffer, item_seed(plan.seed, plan.epoch))
-        return iter(stream)
+        fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
+        return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
 
 
 class RecordLoader:

@@ -1,0 +1,25 @@
+"""``python -m benchmarks`` (``make bench``): run every benchmark module in turn."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+BENCHMARKS = ("read_local",)
+"""Modules of this package with a ``main(argv) -> int``, run in this order."""
+
+
+def main() -> int:
+    started = time.perf_counter()
+    for name in BENCHMARKS:
+        print(f"== benchmarks.{name}", flush=True)
+        module = importlib.import_module(f"benchmarks.{name}")
+        if status := module.main([]):
+            return status
+    print(f"== all benchmarks done in {time.perf_counter() - started:,.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

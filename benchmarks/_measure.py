@@ -1,0 +1,221 @@
+"""Measuring tools shared by the benchmarks: one pass in-process, passes as subprocesses, tables and goals.
+
+A pass runs in a fresh process and prints one JSON line (`PassResult`); the driver runs the passes of every
+variant interleaved round-robin (`run_rounds`) and reports medians. Standard library only: passes may run
+under another venv's python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MB = 1_000_000
+"""Payload and throughput are reported in decimal megabytes."""
+
+RSS_INTERVAL_S = 0.005
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process right now (from /proc/self/statm)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE_SIZE
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this process so far, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class RssSampler:
+    """Samples this process's RSS every `interval` seconds in a daemon thread and keeps the peak.
+
+    Use as a context manager; the peak includes a sample taken on entry and one on exit.
+    """
+
+    def __init__(self, interval: float = RSS_INTERVAL_S) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __enter__(self) -> RssSampler:
+        self.peak = rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+@dataclasses.dataclass
+class PassResult:
+    """What one pass measured; `seconds` and `cpu_s` cover the timed region only (not imports or setup)."""
+
+    variant: str
+    samples: int
+    payload_bytes: int
+    seconds: float
+    cpu_s: float
+    first_sample_s: float
+    baseline_rss_bytes: int
+    peak_rss_bytes: int
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.payload_bytes / MB / self.seconds
+
+    @property
+    def peak_rss_above_baseline_mb(self) -> float:
+        return max(0, self.peak_rss_bytes - self.baseline_rss_bytes) / MB
+
+    def metrics(self) -> dict[str, float]:
+        """The reported figures of this pass, by name (see `METRICS`)."""
+        return {
+            "samples_per_s": self.samples_per_s,
+            "mb_per_s": self.mb_per_s,
+            "cpu_s": self.cpu_s,
+            "peak_rss_mb": self.peak_rss_above_baseline_mb,
+            "first_sample_ms": self.first_sample_s * 1000,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, line: str) -> PassResult:
+        return cls(**json.loads(line))
+
+
+METRICS: dict[str, tuple[str, str]] = {
+    "samples_per_s": ("samples/s", ",.0f"),
+    "mb_per_s": ("MB/s", ",.1f"),
+    "cpu_s": ("CPU s", ".2f"),
+    "peak_rss_mb": ("peak RSS MB", ".1f"),
+    "first_sample_ms": ("first sample ms", ".1f"),
+}
+"""Metric name -> (column header, number format), in table order."""
+
+
+def measure(variant: str, open_stream: Callable[[], Iterable[T]], weigh: Callable[[T], tuple[int, int]]) -> PassResult:
+    """Time one pass over ``open_stream()`` in this process.
+
+    `weigh(item)` gives ``(samples, payload bytes)`` of each item. The RSS baseline is taken right before
+    the timed region, so call this after imports and setup; `open_stream` itself is timed.
+    """
+    gc.collect()
+    baseline = rss_bytes()
+    samples = payload = 0
+    first: float | None = None
+    with RssSampler() as sampler:
+        cpu0, start = cpu_seconds(), time.perf_counter()
+        for item in open_stream():
+            if first is None:
+                first = time.perf_counter() - start
+            count, size = weigh(item)
+            samples += count
+            payload += size
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
+    return PassResult(variant, samples, payload, seconds, cpu, first or seconds, baseline, sampler.peak)
+
+
+def run_pass(command: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> PassResult:
+    """Run one pass as a fresh subprocess; its last stdout line is the `PassResult` JSON."""
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pass {' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return PassResult.from_json(done.stdout.strip().splitlines()[-1])
+
+
+def run_rounds(
+    commands: Mapping[str, Sequence[str]], rounds: int, cwd: Path | None = None, log: bool = True
+) -> dict[str, list[PassResult]]:
+    """Run every variant's pass `rounds` times, interleaved round-robin (each round starting one later)."""
+    names = list(commands)
+    results: dict[str, list[PassResult]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            result = run_pass(commands[name], cwd)
+            results[name].append(result)
+            if log:
+                print(
+                    f"  round {round_index + 1}/{rounds} {name:<22} {result.samples_per_s:>12,.0f} samples/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results
+
+
+def medians(passes: Sequence[PassResult]) -> dict[str, float]:
+    """The median of each metric over `passes`."""
+    per_pass = [result.metrics() for result in passes]
+    return {name: statistics.median(metrics[name] for metrics in per_pass) for name in METRICS}
+
+
+def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """A plain-text table: one row per variant, one column per metric of `METRICS`."""
+    headers = ["variant", *(header for header, _ in METRICS.values())]
+    body = [[name, *(format(row[metric], spec) for metric, (_, spec) in METRICS.items())] for name, row in rows.items()]
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = zip(cells, widths, strict=True)
+        return "  ".join([first[0].ljust(first[1]), *(cell.rjust(width) for cell, width in rest)])
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(cells) for cells in body)])
+
+
+@dataclasses.dataclass
+class Goal:
+    """A target a figure must meet: ``value >= target`` (or ``<=`` when `at_most`)."""
+
+    name: str
+    value: float
+    target: float
+    at_most: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.target if self.at_most else self.value >= self.target
+
+    def __str__(self) -> str:
+        relation = "<=" if self.at_most else ">="
+        verdict = "PASS" if self.passed else "FAIL"
+        return f"{verdict}  {self.name}: {self.value:,.3g} {relation} {self.target:,.3g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON to `path` (creating its folder), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(data, indent=2) + "\n")
+    temp.replace(path)
