@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 from fsspec.asyn import AsyncFileSystem
 
+from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.fs import acquire_filesystem, is_local, release_filesystem, split_protocol
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
@@ -103,19 +104,25 @@ class AsyncRecordStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def read_bytes(self, key: str) -> bytes:
-        """The stored (possibly compressed) bytes of object `key`; `KeyError` if there is none."""
+    async def read_bytes(self, key: str, pool: BufferPool | None = None) -> bytes | memoryview:
+        """The stored (possibly compressed) bytes of object `key`; `KeyError` if there is none.
+
+        With a `pool`, local files are read into recycled buffers (see `squirrel.aio.buffer_pool`).
+        """
         fs = self._fs()
+        path = self._path(key)
         try:
-            return await fs._cat_file(self._path(key))
+            if pool is not None and is_local(fs):
+                return await asyncio.to_thread(pool.read_file, path)
+            return await fs._cat_file(path)
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r} (looked for {self.object_url(key)})") from None
 
-    def decompress(self, key: str, data: bytes) -> bytes:
+    def decompress(self, key: str, data: bytes | memoryview) -> bytes | memoryview:
         """The stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL)."""
         return decompress(data, self.compression, self.object_url(key), self.max_decompressed_size)
 
-    def decode(self, key: str, data: bytes) -> list[Sample]:
+    def decode(self, key: str, data: bytes | memoryview) -> list[Sample]:
         """Decompress and decode the bytes of object `key` (pure CPU; safe to run in a thread)."""
         return self.codec.decode(self.decompress(key, data), self.object_url(key))
 

@@ -7,6 +7,9 @@ from typing import Protocol
 
 from squirrel.sample import Sample
 
+Buffer = bytes | bytearray | memoryview
+"""What codecs decode: stored bytes, or a view of a recycled read buffer."""
+
 
 class Codec(Protocol):
     """Turns a list of samples into the bytes of one stored object, and back."""
@@ -18,6 +21,6 @@ class Codec(Protocol):
         """Serialise `samples`; raise `EncodeError` for a value the format cannot hold."""
         ...
 
-    def decode(self, data: bytes, source: str) -> list[Sample]:
+    def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Parse `data`; raise `DecodeError` naming `source` when it is corrupt, truncated or unsafe."""
         ...

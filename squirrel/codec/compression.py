@@ -33,11 +33,11 @@ def compress(data: bytes, compression: str | None) -> bytes:
 
 
 def decompress(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     compression: str | None,
     source: str,
     max_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
-) -> bytes:
+) -> bytes | bytearray | memoryview:
     """Decompress `data` (all gzip members), refusing output larger than `max_size` bytes.
 
     Truncated or corrupt input raises `DecodeError` naming `source`.

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError, EncodeError
-from squirrel.sample import Sample
+from squirrel.sample import Sample, validate_key
 
 
 def _default(obj: Any) -> Any:
@@ -40,22 +41,22 @@ class JsonlCodec:
             lines = [
                 json.dumps({"key": s.key, "value": s.value}, default=_default, ensure_ascii=False) for s in samples
             ]
+            return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
         except EncodeError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # ValueError includes UnicodeEncodeError (lone surrogates)
             raise EncodeError(f"cannot store value in jsonl: {exc}") from None
-        return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
-    def decode(self, data: bytes, source: str) -> list[Sample]:
+    def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Parse every non-empty line; a bad line raises `DecodeError` with its line number."""
         samples = []
-        for number, line in enumerate(data.split(b"\n"), start=1):
+        for number, line in enumerate(bytes(data).split(b"\n"), start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                samples.append(Sample(record["value"], record["key"]))
-            except (ValueError, KeyError, TypeError) as exc:
+                samples.append(Sample(record["value"], validate_key(record["key"])))
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise DecodeError(
                     f"{source}: line {number} is not a squirrel jsonl record ({type(exc).__name__}: {exc})"
                 ) from None

@@ -24,6 +24,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample
 
@@ -190,7 +191,7 @@ def pack_value(value: Any) -> bytes:
 # -- decoding --------------------------------------------------------------------------------------
 
 
-def unpack_value(data: bytes, source: str = "<bytes>") -> Any:
+def unpack_value(data: Buffer, source: str = "<bytes>") -> Any:
     """Parse bytes written by `pack_value`; raise `DecodeError` naming `source` if they are bad."""
     try:
         magic, version, _flags, header_length, blob_length = _PREFIX.unpack_from(data, 0)
@@ -235,7 +236,7 @@ class MessagepackCodec:
         """Serialise `samples` as one object."""
         return pack_value([[sample.key, sample.value] for sample in samples])
 
-    def decode(self, data: bytes, source: str) -> list[Sample]:
+    def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Parse an object; every pair must be ``[str key, value]``."""
         pairs = unpack_value(data, source)
         if not isinstance(pairs, list):

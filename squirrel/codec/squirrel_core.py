@@ -17,6 +17,7 @@ import msgpack
 import msgpack_numpy
 import numpy as np
 
+from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample, validate_key
 
@@ -93,7 +94,7 @@ class SquirrelCoreMessagepackCodec:
         except (TypeError, ValueError, OverflowError) as exc:
             raise EncodeError(f"cannot store value in squirrel-core messagepack: {exc}") from None
 
-    def decode(self, data: bytes, source: str) -> list[Sample]:
+    def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Every sample map in `data`; truncation or garbage raises `DecodeError` naming `source`."""
         unpacker = msgpack.Unpacker(
             raw=False, object_hook=_numpy_hook, strict_map_key=False, max_buffer_size=max(len(data), 1)
@@ -125,15 +126,15 @@ class SquirrelCoreJsonlCodec:
         except (TypeError, ValueError) as exc:
             raise EncodeError(f"cannot store value in squirrel-core jsonl: {exc}") from None
 
-    def decode(self, data: bytes, source: str) -> list[Sample]:
+    def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Every non-empty line as a sample; a bad line raises `DecodeError` with its number."""
         shard_key = _shard_key(source)
         samples = []
-        for number, line in enumerate(data.split(b"\n"), start=1):
+        for number, line in enumerate(bytes(data).split(b"\n"), start=1):
             if not line.strip():
                 continue
             try:
                 samples.append(_sample(json.loads(line), shard_key, len(samples)))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise DecodeError(f"{source}: line {number} is not JSON ({exc})") from None
         return samples

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
+from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.loader import AsyncRecordLoader, LoadPlan
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.driver.record import RecordStore
@@ -39,14 +40,15 @@ class LoaderStream(Composable):
 
     def __iter__(self) -> Iterator[Sample]:
         plan, store = self.plan, self.store
+        pool = BufferPool(max_buffers=plan.prefetch + 4)
 
-        async def fetch(key: str) -> tuple[str, bytes]:
-            data = await store.read_bytes(key)
+        async def fetch(key: str) -> tuple[str, bytes | memoryview]:
+            data = await store.read_bytes(key, pool)
             if store.compression is not None:  # inflating releases the GIL: threads use both cores
                 data = await asyncio.to_thread(store.decompress, key, data)
             return key, data
 
-        def decode(fetched: tuple[str, bytes]) -> list[Sample]:
+        def decode(fetched: tuple[str, bytes | memoryview]) -> list[Sample]:
             key, raw = fetched
             return store.codec.decode(raw, store.object_url(key))
 

@@ -1,0 +1,48 @@
+"""The read-buffer pool recycles only buffers nobody references, so held samples never change."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+
+from squirrel.aio.buffer_pool import BufferPool
+from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
+
+
+def test_a_held_view_is_never_reused(tmp_path) -> None:
+    pool = BufferPool(max_buffers=2)
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"A" * 1000)
+    second.write_bytes(b"B" * 1000)
+    held = pool.read_file(str(first))
+    for _ in range(5):
+        other = pool.read_file(str(second))
+        assert bytes(held) == b"A" * 1000
+        del other
+    assert len(pool._buffers) == 2
+
+
+def test_a_released_buffer_is_reused(tmp_path) -> None:
+    pool = BufferPool(max_buffers=4)
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 4096)
+    buffers = set()
+    for _ in range(10):
+        view = pool.read_file(str(path))
+        buffers.add(id(view.obj))
+        del view
+        gc.collect()
+    assert len(buffers) == 1
+
+
+def test_samples_kept_from_a_stream_keep_their_values(tmp_path) -> None:
+    store = MessagepackStore(str(tmp_path))
+    for s in range(12):
+        store.set(
+            Shard([Sample({"x": np.full(256, s * 100 + i, np.int64)}, f"s{s}_{i}") for i in range(3)], f"sh{s:02d}")
+        )
+    kept = [sample for n, sample in enumerate(MessagePackDataLoader(str(tmp_path)).get_iter(prefetch=2)) if n % 5 == 0]
+    for sample in kept:
+        shard, index = (int(part) for part in sample.key[1:].split("_"))
+        assert (sample.value["x"] == shard * 100 + index).all()
