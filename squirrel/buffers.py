@@ -29,10 +29,15 @@ def make_numpy_rng(seed: int | str | None, *salt: object) -> np.random.Generator
     return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little"))
 
 
-class ChunkShuffler(Generic[T]):
-    """Bounded shuffle that takes and gives whole chunks (a shard's samples), with no Python work per item
-    beyond C-level list operations. Once more than `size` items are held, each incoming chunk of k items
-    releases k items drawn at random from everything held, so memory stays at `size` plus one chunk.
+class ShardInterleaver(Generic[T]):
+    """Shuffles samples that arrive a shard at a time, holding about `size` samples, and releases each
+    shard's memory as soon as its last sample is out.
+
+    Each shard is permuted on arrival; output is a uniform random merge of the open shards. Once more than
+    `size` samples are held, output runs until one open shard is used up, then the next shard is let in.
+    Drawing from a random merge of permuted shards picks a uniformly random held sample each time, as a
+    shuffle buffer does, but a shard never lingers: with zero-copy samples that keeps memory at a few
+    shards instead of every shard a buffer still has one sample of. All work is vectorised per shard.
     """
 
     def __init__(self, size: int, rng: np.random.Generator) -> None:
@@ -40,25 +45,44 @@ class ChunkShuffler(Generic[T]):
             raise ValueError(f"shuffle buffer size must be >= 1, got {size}")
         self.size = size
         self.rng = rng
-        self.items: list[T] = []
+        self.shards: list[list[T]] = []  # each one's remaining samples, in permuted order
+
+    @property
+    def held(self) -> int:
+        """Samples held now."""
+        return sum(len(shard) for shard in self.shards)
 
     def push(self, chunk: list[T]) -> list[T]:
-        """Add `chunk`; return the items released (possibly none), in random order."""
-        self.items.extend(chunk)
-        excess = len(self.items) - self.size
-        if excess <= 0:
-            return []
-        picks = self.rng.choice(len(self.items), excess, replace=False)
-        keep = np.ones(len(self.items), dtype=bool)
-        keep[picks] = False
-        released = _pick(self.items, picks.tolist())
-        self.items = list(itertools.compress(self.items, keep.tolist()))
+        """Add one shard's samples; return the samples released (possibly none), in shuffled order."""
+        if chunk:
+            self.shards.append(_pick(chunk, self.rng.permutation(len(chunk)).tolist()))
+        released: list[T] = []
+        while self.held > self.size:
+            released.extend(self._merge(until_one_is_used_up=True))
         return released
 
     def drain(self) -> list[T]:
-        """Everything still held, in random order; empties the buffer."""
-        items, self.items = self.items, []
-        return _pick(items, self.rng.permutation(len(items)).tolist())
+        """Everything still held, shuffled; empties the interleaver."""
+        return self._merge(until_one_is_used_up=False)
+
+    def _merge(self, until_one_is_used_up: bool) -> list[T]:
+        counts = np.array([len(shard) for shard in self.shards])
+        if not counts.sum():
+            self.shards = []
+            return []
+        labels = self.rng.permutation(np.repeat(np.arange(len(counts)), counts))
+        if until_one_is_used_up:
+            _, first_from_end = np.unique(labels[::-1], return_index=True)
+            labels = labels[: len(labels) - first_from_end.max()]  # up to the first shard's last sample
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        order = np.argsort(labels, kind="stable")
+        taken = np.bincount(labels, minlength=len(counts))
+        positions = np.empty(len(labels), dtype=np.int64)
+        positions[order] = np.concatenate([starts[i] + np.arange(taken[i]) for i in range(len(counts))])
+        combined = list(itertools.chain.from_iterable(self.shards))
+        released = _pick(combined, positions.tolist())
+        self.shards = [shard[taken[i] :] for i, shard in enumerate(self.shards) if taken[i] < len(shard)]
+        return released
 
 
 def _pick(items: list[T], indices: list[int]) -> list[T]:

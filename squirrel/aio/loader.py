@@ -17,7 +17,7 @@ from squirrel.aio.operators import closing
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
-from squirrel.buffers import ChunkShuffler, ShuffleBuffer, make_numpy_rng, make_rng
+from squirrel.buffers import ShardInterleaver, ShuffleBuffer, make_numpy_rng, make_rng
 from squirrel.sample import validate_key
 from squirrel.splits import Split, current_split, take_share
 
@@ -88,7 +88,7 @@ class LoadPlan:
         if self.shuffle_item_buffer <= 1:
             yield from chunks
             return
-        shuffler = ChunkShuffler(self.shuffle_item_buffer, make_numpy_rng(self.seed, self.epoch, "items"))
+        shuffler = ShardInterleaver(self.shuffle_item_buffer, make_numpy_rng(self.seed, self.epoch, "items"))
         for chunk in chunks:
             yield shuffler.push(chunk)
         yield shuffler.drain()
@@ -132,7 +132,7 @@ class AsyncLoaderStream(AsyncComposable):
         plan = self.plan
         shuffler = None
         if plan.shuffle_item_buffer > 1:
-            shuffler = ChunkShuffler(plan.shuffle_item_buffer, make_numpy_rng(plan.seed, plan.epoch, "items"))
+            shuffler = ShardInterleaver(plan.shuffle_item_buffer, make_numpy_rng(plan.seed, plan.epoch, "items"))
         async with closing(aiter(plan.fetch_objects(self.store, self.store.fetch))) as chunks:
             async for chunk in chunks:
                 for sample in shuffler.push(chunk) if shuffler else chunk:
