@@ -1,0 +1,58 @@
+"""Fixtures: store URLs on local disk, memory:// and gs:// (a real fake-gcs-server process on loopback)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import fsspec
+import pytest
+
+from tests.gcs_server import GcsServer
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GcsServer]:
+    """One fake-gcs-server for the session; STORAGE_EMULATOR_HOST points at it (child processes inherit it)."""
+    server = GcsServer()
+    server.start()
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server: GcsServer) -> str:
+    """A fresh bucket on the server."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    gcs_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def gcs_url(gcs_bucket: str) -> str:
+    """A store root in a fresh bucket."""
+    return f"gs://{gcs_bucket}/store"
+
+
+@pytest.fixture(params=["local", "memory", pytest.param("gcs", marks=pytest.mark.gcs)])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """A fresh, empty store root on each kind of filesystem."""
+    if request.param == "local":
+        yield str(tmp_path / "store")
+    elif request.param == "memory":
+        root = f"test-{uuid.uuid4().hex}"
+        yield f"memory://{root}/store"
+        memory = fsspec.filesystem("memory")
+        if memory.exists(f"/{root}"):
+            memory.rm(f"/{root}", recursive=True)
+    else:
+        yield request.getfixturevalue("gcs_url")
