@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -17,7 +18,7 @@ from typing import Any
 
 from squirrel.aio.executors import is_async_callable
 from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
-from squirrel.runtime import io_loop
+from squirrel.runtime import io_loop, run_sync
 
 _DONE = object()
 
@@ -29,6 +30,26 @@ class _Failure:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+class _ConsumerLeft(Exception):
+    """Raised where a prefetch producer thread waits on upstream work once its consumer has left."""
+
+
+def _stop_event() -> threading.Event | None:
+    """The stop event of the prefetch producer thread running this code (set when its consumer leaves), if any."""
+    return getattr(threading.current_thread(), "squirrel_stop", None)
+
+
+def _wait_first(futures: Iterable[concurrent.futures.Future[Any]]) -> None:
+    """Wait until one of `futures` is done; in a prefetch producer, give up once its consumer has left."""
+    stop = _stop_event()
+    if stop is None:
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+        return
+    while not concurrent.futures.wait(futures, timeout=0.05, return_when=concurrent.futures.FIRST_COMPLETED).done:
+        if stop.is_set():
+            raise _ConsumerLeft
 
 
 def map_items(source: Iterator[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -45,17 +66,29 @@ def filter_items(source: Iterator[Any], predicate: Callable[[Any], Any]) -> Iter
 
 
 def as_concurrent_future(future: Any) -> concurrent.futures.Future[Any]:
-    """A `concurrent.futures.Future` mirroring `future` (already one, or e.g. a dask future)."""
+    """A `concurrent.futures.Future` mirroring `future` (already one, or e.g. a dask future).
+
+    Cancelling the mirror cancels `future`; a result arriving after that is dropped.
+    """
     if isinstance(future, concurrent.futures.Future):
         return future
     mirror: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
     def transfer(done: Any) -> None:
+        if not mirror.set_running_or_notify_cancel():
+            return
         try:
-            mirror.set_result(done.result())
+            result = done.result()
         except BaseException as exc:
             mirror.set_exception(exc)
+        else:
+            mirror.set_result(result)
 
+    def cancel_source(settled: concurrent.futures.Future[Any]) -> None:
+        if settled.cancelled():
+            future.cancel()
+
+    mirror.add_done_callback(cancel_source)
     future.add_done_callback(transfer)
     return mirror
 
@@ -74,11 +107,25 @@ def async_map_items(
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
     owned_pool = None
+    settle = None
     if is_async_callable(fn):
         loop = io_loop()
+        running: set[asyncio.Task[Any]] = set()  # the calls under way; only touched on the IO loop
+
+        async def run(item: Any) -> Any:
+            task = asyncio.current_task()
+            running.add(task)
+            task.add_done_callback(running.discard)
+            return await fn(item)
+
+        async def settle() -> None:  # cancel the calls still under way and wait until they have ended
+            tasks = list(running)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         def submit(item: Any) -> concurrent.futures.Future[Any]:
-            return asyncio.run_coroutine_threadsafe(fn(item), loop)
+            return asyncio.run_coroutine_threadsafe(run(item), loop)
     else:
         if executor is None:
             owned_pool = executor = concurrent.futures.ThreadPoolExecutor(
@@ -93,10 +140,11 @@ def async_map_items(
 
     def finished() -> Iterator[Any]:
         if ordered:
+            _wait_first([pending[0]])
             yield pending.popleft().result()
             return
-        done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-        for future in [f for f in pending if f in done]:
+        _wait_first(pending)
+        for future in [f for f in pending if f.done()]:
             pending.remove(future)
             yield future.result()
 
@@ -110,6 +158,8 @@ def async_map_items(
     finally:
         for future in pending:
             future.cancel()
+        if settle is not None and pending and not sys.is_finalizing():
+            run_sync(settle())
         if owned_pool is not None:
             owned_pool.shutdown(wait=True, cancel_futures=True)
 
@@ -144,10 +194,17 @@ def prefetch_items(source: Iterator[Any], size: int) -> Iterator[Any]:
                 close()
 
     producer = threading.Thread(target=produce, name="squirrel-prefetch", daemon=True)
+    producer.squirrel_stop = stop  # type: ignore[attr-defined]  # lets upstream waits give up (see _wait_first)
     producer.start()
+    outer_stop = _stop_event()  # set if this prefetch itself runs in another prefetch's producer
     try:
         while True:
-            item = buffer.get()
+            try:
+                item = buffer.get(timeout=None if outer_stop is None else 0.05)
+            except queue.Empty:
+                if outer_stop is not None and outer_stop.is_set():
+                    raise _ConsumerLeft from None
+                continue
             if item is _DONE:
                 return
             if isinstance(item, _Failure):
