@@ -50,16 +50,24 @@ def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, di
     return gcsfs.core.GCSFileSystem, options
 
 
+def filesystem_class_and_options(protocol: str, storage_options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """The fsspec class for `protocol` and the options to build it with, for sync and async use alike.
+
+    For gs:// this is where an endpoint (``endpoint_url`` or ``STORAGE_EMULATOR_HOST``) selects gcsfs's plain class.
+    """
+    if protocol in _GCS_PROTOCOLS:
+        return _gcs_filesystem_class_and_options(storage_options)
+    return fsspec.get_filesystem_class(protocol), storage_options
+
+
 def open_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFileSystem:
     """A new async filesystem for `protocol`, bound to the running loop."""
     loop = asyncio.get_running_loop()
-    if protocol in _GCS_PROTOCOLS:
-        cls, options = _gcs_filesystem_class_and_options(storage_options)
-        return cls(asynchronous=True, loop=loop, skip_instance_cache=True, **options)
-    cls = fsspec.get_filesystem_class(protocol)
+    cls, options = filesystem_class_and_options(protocol, storage_options)
     if getattr(cls, "async_impl", False):
-        return cls(asynchronous=True, loop=loop, skip_instance_cache=True, **storage_options)
-    options = {"auto_mkdir": True, **storage_options} if protocol in ("file", "local") else storage_options
+        return cls(asynchronous=True, loop=loop, skip_instance_cache=True, **options)
+    if protocol in ("file", "local"):
+        options = {"auto_mkdir": True, **options}
     return AsyncFileSystemWrapper(cls(**options), asynchronous=True)
 
 

@@ -6,12 +6,14 @@ Decoding never unpickles; bad bytes raise `squirrel.errors.DecodeError` naming `
 
 from squirrel.codec.base import Codec
 from squirrel.codec.compression import COMPRESSIONS, compress, decompress
+from squirrel.codec.csv import CsvCodec
 from squirrel.codec.jsonl import JsonlCodec
 from squirrel.codec.messagepack import MessagepackCodec, pack_value, unpack_value
 
 __all__ = [
     "COMPRESSIONS",
     "Codec",
+    "CsvCodec",
     "JsonlCodec",
     "MessagepackCodec",
     "compress",

@@ -2,8 +2,10 @@
 
 Values are written as text and read back as strings, unless a `dtypes` mapping names a converter for a
 column (``{"label": int}``). A ``key`` column holds each sample's key; a file without one gives keys
-``"<shard>:<row>"``. Decoding is incremental (`CsvDecoder`), so a file of any size is parsed in pieces of
-bounded size, gzip included, with RFC 4180 quoting (quoted fields may hold delimiters and newlines).
+``"<shard>:<row>"`` (rows counted from 0). A row with more fields than the header is an error; one with
+fewer is padded with empty strings. Decoding is incremental (`CsvDecoder`): a file of any size is parsed
+in pieces of bounded size, gzip included, with RFC 4180 quoting (quoted fields may hold delimiters and
+newlines).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from squirrel.codec.base import Buffer
 from squirrel.codec.compression import check_compression
 from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_key
@@ -24,7 +27,7 @@ from squirrel.sample import Sample, validate_key
 KEY_COLUMN = "key"
 """The column that holds sample keys."""
 
-PIECE_BYTES = 1024 * 1024
+PIECE_BYTES = 512 * 1024
 """Text parsed at once by `CsvDecoder`: bounds the samples held per batch (a few MiB of Python objects)."""
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
@@ -69,7 +72,7 @@ class CsvCodec:
         with_keys = KEY_COLUMN not in fields
         header = [KEY_COLUMN, *fields] if with_keys else list(fields)
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out)  # RFC 4180: CRLF line ends, and any field with CR or LF quoted
         if samples:
             writer.writerow(header)
         for sample in samples:
@@ -83,7 +86,7 @@ class CsvCodec:
         """An incremental decoder for the object `source` holding shard `shard`."""
         return CsvDecoder(source, shard, compression, self.dtypes)
 
-    def decode(self, data: bytes, source: str, shard: str | None = None) -> list[Sample]:
+    def decode(self, data: Buffer, source: str, shard: str | None = None) -> list[Sample]:
         """Every sample of an uncompressed csv object; `shard` (default: the file's stem) names keyless rows."""
         if shard is None:
             shard = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
@@ -107,22 +110,21 @@ class CsvDecoder:
         self.dtypes = dtypes
         self._inflater = zlib.decompressobj(_GZIP_WBITS) if check_compression(compression) else None
         self._pending = bytearray()
-        self._started = False
         self._header: list[str] | None = None
-        self._key_index: int | None = None
+        self._keyed = False
         self._lines = 0
         self._rows = 0
 
-    def feed(self, chunk: bytes) -> Iterator[list[Sample]]:
+    def feed(self, chunk: Buffer) -> Iterator[list[Sample]]:
         """Batches of the samples whose records end in `chunk` (a later chunk completes the rest)."""
         for text in self._inflate(chunk):
             self._pending += text
             end = _record_end(self._pending)
             if end:
-                complete = bytes(self._pending[:end])
+                complete = self._pending[:end]
                 del self._pending[:end]
                 yield self._parse(complete)
-            elif len(self._pending) > MAX_RECORD_BYTES:
+            if len(self._pending) > MAX_RECORD_BYTES:
                 raise DecodeError(
                     f"{self.source}: no record ends within {MAX_RECORD_BYTES} bytes after line {self._lines} "
                     "(an unbalanced quote?)"
@@ -132,53 +134,55 @@ class CsvDecoder:
         """The samples of the last record (which may lack a final newline); checks gzip is complete."""
         if self._inflater is not None and not self._inflater.eof:
             raise DecodeError(f"{self.source}: gzip data is truncated")
-        rest, self._pending = bytes(self._pending), bytearray()
+        rest, self._pending = self._pending, bytearray()
         return self._parse(rest) if rest else []
 
-    def _inflate(self, chunk: bytes) -> Iterator[bytes]:
+    def _inflate(self, chunk: Buffer) -> Iterator[Buffer]:
         if self._inflater is None:
-            for start in range(0, len(chunk), PIECE_BYTES):
-                yield chunk[start : start + PIECE_BYTES]
+            view = memoryview(chunk)
+            for start in range(0, len(view), PIECE_BYTES):
+                yield view[start : start + PIECE_BYTES]
             return
-        pending = chunk
+        data = chunk
+        if data and self._inflater.eof:  # the last gzip member ended: another one follows
+            self._inflater = zlib.decompressobj(_GZIP_WBITS)
         try:
-            while pending:
-                if self._inflater.eof:  # a new gzip member follows the last one
-                    pending = self._inflater.unused_data + pending
-                    self._inflater = zlib.decompressobj(_GZIP_WBITS)
-                text = self._inflater.decompress(pending, PIECE_BYTES)
-                pending = self._inflater.unconsumed_tail or (self._inflater.unused_data if self._inflater.eof else b"")
-                if self._inflater.eof:
-                    pending, unused = b"", self._inflater.unused_data
-                    if unused:
-                        pending = unused
-                        self._inflater = zlib.decompressobj(_GZIP_WBITS)
+            while True:
+                text = self._inflater.decompress(data, PIECE_BYTES)
                 if text:
                     yield text
+                if self._inflater.eof:
+                    data = self._inflater.unused_data
+                    if not data:
+                        return
+                    self._inflater = zlib.decompressobj(_GZIP_WBITS)
+                else:
+                    data = self._inflater.unconsumed_tail
+                    if not data and len(text) < PIECE_BYTES:  # all input used, no output held back
+                        return
         except zlib.error as exc:
             raise DecodeError(f"{self.source}: corrupt gzip data ({exc})") from None
 
-    def _parse(self, data: bytes) -> list[Sample]:
-        if not self._started:
-            self._started = True
-            if data.startswith(codecs.BOM_UTF8):
-                data = data[len(codecs.BOM_UTF8) :]
+    def _parse(self, data: bytearray) -> list[Sample]:
+        if self._lines == 0 and data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"{self.source}: not UTF-8 text after line {self._lines} ({exc.reason})") from None
         reader = csv.reader(io.StringIO(text, newline=""))
         samples = []
-        read = 0
+        before = 0  # lines of `text` before the current record
         try:
             for row in reader:
-                line, read = self._lines + read + 1, reader.line_num
+                line = self._lines + before + 1  # where this record starts
+                before = reader.line_num
                 if row:
                     sample = self._sample(row, line)
                     if sample is not None:
                         samples.append(sample)
         except csv.Error as exc:
-            raise DecodeError(f"{self.source}: line {self._lines + read + 1} is not valid csv ({exc})") from None
+            raise DecodeError(f"{self.source}: line {self._lines + before + 1} is not valid csv ({exc})") from None
         self._lines += reader.line_num
         return samples
 
@@ -200,7 +204,7 @@ class CsvDecoder:
                     f"{self.source}: line {line}, column {column!r}: cannot convert {value[column]!r} "
                     f"({type(exc).__name__}: {exc})"
                 ) from None
-        if self._key_index is None:
+        if not self._keyed:
             key = f"{self.shard}:{self._rows}"
         else:
             key = value.pop(KEY_COLUMN)
@@ -209,14 +213,14 @@ class CsvDecoder:
             except ValueError as exc:
                 raise DecodeError(f"{self.source}: line {line}: the key column holds an invalid key ({exc})") from None
         self._rows += 1
-        return Sample(value, key)
+        return Sample.trusted(value, key)
 
     def _start(self, header: list[str]) -> None:
         missing = [column for column in self.dtypes if column not in header]
         if missing:
             raise DecodeError(f"{self.source}: dtypes name columns {missing} that are not in the header {header}")
         self._header = header
-        self._key_index = header.index(KEY_COLUMN) if KEY_COLUMN in header else None
+        self._keyed = KEY_COLUMN in header
 
 
 def _record_end(buffer: bytearray) -> int:

@@ -1,0 +1,267 @@
+"""The zarr driver, async: a zarr v3 hierarchy on any fsspec filesystem, through `zarr.storage.FsspecStore`.
+
+`AsyncZarrStore` keeps one group per sample, named by its key: numpy fields become arrays of the group,
+every other field (numbers, strings, lists, dicts: JSON) an attribute. `AsyncZarrLoader` opens the root
+group on the running loop and calls a fetcher on it for each top-level key, many keys at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, Self
+
+import numpy as np
+import zarr
+import zarr.api.asynchronous as zarr_async
+from fsspec.asyn import AsyncFileSystem
+from zarr.storage import FsspecStore
+
+from squirrel.aio.fs import acquire_filesystem, release_filesystem, split_protocol
+from squirrel.aio.loader import LoadPlan
+from squirrel.aio.operators import closing
+from squirrel.aio.record_store import MAX_CONCURRENT_WRITES
+from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
+from squirrel.errors import EncodeError
+from squirrel.sample import Sample, Shard, validate_key
+
+_METADATA_NAMES = frozenset({"zarr.json"})
+
+
+class AsyncZarrStore:
+    """Samples as zarr groups under a root group: ``await store.set(sample)``, ``store.get(key)``, ``keys()``.
+
+    Arrays keep dtype and shape (a numpy scalar comes back as a numpy scalar). A group is many objects,
+    so a write is not atomic: a reader may see a sample's group before all its arrays are written.
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        self.url = url.rstrip("/") or url
+        self.storage_options = storage_options
+        self._protocol, _ = split_protocol(self.url)
+        self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_filesystems"] = None  # loop-bound: each process opens its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._filesystems = weakref.WeakKeyDictionary()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release this store's filesystem on the running loop (closing its session if it was the last user)."""
+        fs = self._filesystems.pop(asyncio.get_running_loop(), None)
+        if fs is not None:
+            await release_filesystem(fs)
+
+    def zarr_store(self, read_only: bool = True) -> FsspecStore:
+        """A zarr store over the root folder, on the running loop's shared filesystem."""
+        loop = asyncio.get_running_loop()
+        fs = self._filesystems.get(loop)
+        if fs is None:
+            fs = self._filesystems[loop] = acquire_filesystem(self._protocol, self.storage_options)
+        return FsspecStore(fs, read_only=read_only, path=fs._strip_protocol(self.url).rstrip("/"))
+
+    async def open_root(self, mode: str = "r") -> zarr.AsyncGroup:
+        """The root group, opened on the running loop (zarr modes: "r", "r+", "a", "w", "w-")."""
+        try:
+            return await zarr_async.open_group(store=self.zarr_store(read_only=mode == "r"), mode=mode)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no zarr group at {self.url}") from None
+
+    async def list_keys(self) -> list[str]:
+        """The names of the root group's children, sorted, from one listing (no read per child)."""
+        names = [name async for name in self.zarr_store().list_dir("")]
+        return sorted(name for name in names if name not in _METADATA_NAMES and not name.startswith("."))
+
+    async def keys(self) -> AsyncIterator[str]:
+        """Yield every key in the store, sorted."""
+        for key in await self.list_keys():
+            yield key
+
+    async def fetch(self, key: str) -> list[Sample]:
+        """The sample stored under `key`, as a one-item list; `KeyError` if there is no such group."""
+        try:
+            group = await zarr_async.open_group(store=self.zarr_store(), path=validate_key(key), mode="r")
+        except FileNotFoundError:
+            raise KeyError(f"no group {key!r} in {self!r} (looked under {self.url}/{key})") from None
+        value: dict[str, Any] = dict(group.attrs)
+        arrays = sorted([(name, node) async for name, node in group.members() if isinstance(node, zarr.AsyncArray)])
+        data = await asyncio.gather(*(node.getitem(...) for _, node in arrays))
+        value.update((name, array) for (name, _), array in zip(arrays, data, strict=True))
+        return [Sample(value, key)]
+
+    async def get(self, key: str) -> AsyncIterator[Sample]:
+        """Yield the sample stored under `key`."""
+        for sample in await self.fetch(key):
+            yield sample
+
+    async def set(self, item: Sample | Shard) -> None:
+        """Write a sample (or each sample of a shard) as a group named by its key, replacing any old one.
+
+        Every sample is checked before anything is written, so a bad value writes nothing.
+        """
+        if isinstance(item, Sample):
+            samples = [item]
+        elif isinstance(item, Shard):
+            samples = item.value
+        else:
+            raise TypeError(f"{type(self).__name__}.set takes a Sample or a Shard, got {type(item).__name__}")
+        groups = [_split_fields(sample) for sample in samples]
+        root = await self.open_root("a")
+        limit = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
+
+        async def write(key: str, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> None:
+            async with limit:
+                group = await root.create_group(key, overwrite=True, attributes=attributes)
+                await _run_all(group.create_array(name, data=array) for name, array in arrays.items())
+
+        await _run_all(write(*group) for group in groups)
+
+
+def _split_fields(sample: Sample) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """A sample's key, its numpy fields (arrays) and its other fields (attributes), checked for zarr."""
+    if not isinstance(sample.value, Mapping):
+        raise EncodeError(f"zarr stores dict values, got {type(sample.value).__name__} in sample {sample.key!r}")
+    arrays, attributes = {}, {}
+    for name, value in sample.value.items():
+        if isinstance(value, np.ndarray | np.generic):
+            if value.dtype.hasobject:
+                raise EncodeError(f"sample {sample.key!r}: field {name!r} is an object array, which zarr cannot hold")
+            arrays[validate_key(str(name))] = np.asarray(value)
+        else:
+            attributes[str(name)] = value
+    try:
+        json.dumps(attributes)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"sample {sample.key!r}: non-array fields must be JSON ({exc})") from None
+    return validate_key(sample.key), arrays, attributes
+
+
+async def _run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run `coroutines` concurrently; on a failure, cancel the others and raise the first error."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except ExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+
+
+async def fetch(group: zarr.AsyncGroup, key: str) -> Any:
+    """The default async fetcher: the node `key` of the root group (an `AsyncArray` or `AsyncGroup`)."""
+    return await group.getitem(key)
+
+
+class AsyncZarrLoaderStream(AsyncComposable):
+    """The async stream of `AsyncZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in order."""
+
+    def __init__(self, store: AsyncZarrStore, fetcher: Callable[[Any, str], Any], plan: LoadPlan) -> None:
+        super().__init__(None)
+        self.store = store
+        self.fetcher = fetcher
+        self.plan = plan
+
+    @property
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.plan.split_kinds
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next iteration."""
+        self.plan.epoch = epoch
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        plan, store = self.plan, self.store
+        root = await store.open_root("r")
+        keys = plan.key_iterator if plan.key_iterator is not None else await store.list_keys()
+        fetched = (
+            AsyncIterableSource(plan.share(keys, plan.split()))
+            .async_map(functools.partial(self.fetcher, root), max_concurrency=plan.max_concurrency)
+            .prefetch(plan.prefetch)
+        )
+        async with closing(aiter(fetched)) as results:
+            async for result in results:
+                yield result
+
+
+class AsyncZarrLoader:
+    """Reads a zarr hierarchy by top-level key: ``AsyncZarrLoader(url).get_iter(fetcher_func=...)``."""
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        self.url = url
+        self.storage_options = storage_options
+        self.store = AsyncZarrStore(url, **storage_options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the store's filesystem on the running loop."""
+        await self.store.aclose()
+
+    async def get_store(self, mode: str = "r") -> zarr.AsyncGroup:
+        """The root group, opened on the running loop."""
+        return await self.store.open_root(mode)
+
+    def get_iter(
+        self,
+        fetcher_func: Callable[[Any, str], Awaitable[Any]] = fetch,
+        key_iterator: Iterable[str] | None = None,
+        max_concurrency: int = 16,
+        prefetch: int = 16,
+        shuffle_key_buffer: int = 1,
+        seed: int | str | None = None,
+        epoch: int = 0,
+        split_by_rank: bool = False,
+        split_by_worker: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> AsyncZarrLoaderStream:
+        """``await fetcher_func(root, key)`` for each top-level key of the root group, as an async stream.
+
+        Args:
+            fetcher_func: a coroutine function of the root `zarr.AsyncGroup` and a key, e.g.
+                ``async def f(g, k): return await (await g.getitem(k)).getitem(...)``; a plain function
+                runs in a thread pool. The default returns the node itself.
+            key_iterator: keys to read, in this order; all top-level keys (sorted) when None.
+            max_concurrency: fetcher calls in flight at once.
+            prefetch: results held ready ahead of the consumer.
+            shuffle_key_buffer, seed, epoch, split_by_rank, split_by_worker, rank, world_size: as for
+                `AsyncRecordLoader.get_iter`.
+        """
+        plan = LoadPlan(
+            key_iterator=list(key_iterator) if key_iterator is not None else None,
+            max_concurrency=max_concurrency,
+            prefetch=prefetch,
+            shuffle_key_buffer=shuffle_key_buffer,
+            seed=seed,
+            epoch=epoch,
+            split_by_rank=split_by_rank,
+            split_by_worker=split_by_worker,
+            rank=rank,
+            world_size=world_size,
+        )
+        return AsyncZarrLoaderStream(self.store, fetcher_func, plan)
