@@ -1,12 +1,16 @@
 """The blocking API of the user's document: samples, shards, and a store and a loader for each driver."""
 
+from squirrel.driver.csv import CsvLoader, CsvStore
 from squirrel.driver.jsonl import JsonlLoader, JsonlStore
 from squirrel.driver.loader import RecordLoader
 from squirrel.driver.messagepack import MessagePackDataLoader, MessagepackLoader, MessagepackStore
 from squirrel.driver.record import RecordStore
+from squirrel.driver.zarr import ZarrLoader, ZarrStore
 from squirrel.sample import Sample, Shard
 
 __all__ = [
+    "CsvLoader",
+    "CsvStore",
     "JsonlLoader",
     "JsonlStore",
     "MessagePackDataLoader",
@@ -16,4 +20,6 @@ __all__ = [
     "RecordStore",
     "Sample",
     "Shard",
+    "ZarrLoader",
+    "ZarrStore",
 ]
