@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -18,8 +19,12 @@ from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.buffers import ShardInterleaver, ShuffleBuffer, make_numpy_rng, make_rng
+from squirrel.errors import DecodeError
+from squirrel.metrics import LoaderMetrics
 from squirrel.sample import validate_key
 from squirrel.splits import Split, current_split, take_share
+
+logger = logging.getLogger("squirrel")
 
 
 def plan_keys(keys: Iterable[str], shuffle_key_buffer: int, seed: int | str | None, epoch: int) -> list[str]:
@@ -54,10 +59,20 @@ class LoadPlan:
     split_by_worker: bool = False
     rank: int | None = None
     world_size: int | None = None
+    on_error: str = "raise"
+    metrics: LoaderMetrics = dataclasses.field(default_factory=LoaderMetrics)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.prefetch < 1:
             raise ValueError("max_concurrency and prefetch must be >= 1")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+
+    def skipped(self, key: str, error: Exception) -> list[Any]:
+        """Handle a bad object under ``on_error="skip"``: count it, log key and reason, yield nothing."""
+        self.metrics.skipped += 1
+        logger.warning("skipping %s: %s: %s", key, type(error).__name__, error)
+        return []
 
     @property
     def split_kinds(self) -> frozenset[str]:
@@ -101,9 +116,20 @@ class LoadPlan:
             for key in await self.reader_keys(store):
                 yield key
 
+        metrics = self.metrics
+
         async def fetch_bounded(key: str) -> Any:
             async with requests:
-                return await fetch(key)
+                metrics.in_flight += 1
+                try:
+                    return await fetch(key)
+                except (DecodeError, KeyError) as error:
+                    if self.on_error == "raise":
+                        raise
+                    return self.skipped(key, error)
+                finally:
+                    metrics.in_flight -= 1
+                    metrics.objects += 1
 
         return AsyncIterableSource(keys).async_map(fetch_bounded, max_concurrency=self.prefetch)
 
@@ -121,6 +147,11 @@ class AsyncLoaderStream(AsyncComposable):
         """Which splits this stream applies ("rank", "worker")."""
         return self.plan.split_kinds
 
+    @property
+    def metrics(self) -> LoaderMetrics:
+        """Objects and bytes fetched, fetches in flight and objects skipped, so far."""
+        return self.plan.metrics
+
     def set_epoch(self, epoch: int) -> None:
         """Use `epoch` (with the seed) for the order of the next iteration."""
         self.plan.epoch = epoch
@@ -133,7 +164,14 @@ class AsyncLoaderStream(AsyncComposable):
         shuffler = None
         if plan.shuffle_item_buffer > 1:
             shuffler = ShardInterleaver(plan.shuffle_item_buffer, make_numpy_rng(plan.seed, plan.epoch, "items"))
-        async with closing(aiter(plan.fetch_objects(self.store, self.store.fetch))) as chunks:
+        store = self.store
+
+        async def fetch(key: str) -> list[Any]:
+            data = await store.read_bytes(key)
+            plan.metrics.bytes += len(data)
+            return await asyncio.to_thread(store.decode, key, data)
+
+        async with closing(aiter(plan.fetch_objects(store, fetch))) as chunks:
             async for chunk in chunks:
                 for sample in shuffler.push(chunk) if shuffler else chunk:
                     yield sample
@@ -199,6 +237,7 @@ class AsyncRecordLoader:
         split_by_worker: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        on_error: str = "raise",
     ) -> AsyncLoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as an async stream.
 
@@ -226,6 +265,7 @@ class AsyncRecordLoader:
             split_by_worker=split_by_worker,
             rank=rank,
             world_size=world_size,
+            on_error=on_error,
         )
         return AsyncLoaderStream(self._store, plan)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from squirrel.aio.executors import call, is_async_callable
 from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
+from squirrel.metrics import LoaderMetrics
+from squirrel.metrics import report as metrics_report
 
 _DONE = object()
 
@@ -226,15 +228,15 @@ async def zip_index_items(source: AsyncIterator[Any]) -> AsyncIterator[tuple[int
 
 
 async def monitor_items(
-    source: AsyncIterator[Any], callback: Callable[[dict[str, float]], Any], every: float
+    source: AsyncIterator[Any], callback: Callable[[dict[str, Any]], Any], every: float, sources: list[LoaderMetrics]
 ) -> AsyncIterator[Any]:
-    """Pass items through; call `callback` with count and rate every `every` seconds and at the end."""
+    """Pass items through; every `every` seconds and at the end, call `callback` with the item count and
+    rate, and the counters of upstream loaders (bytes fetched and their rate, fetches in flight, skips)."""
     started = last = time.monotonic()
     count = 0
 
     async def report() -> None:
-        elapsed = max(time.monotonic() - started, 1e-9)
-        result = callback({"items": count, "seconds": elapsed, "items_per_second": count / elapsed})
+        result = callback(metrics_report(count, time.monotonic() - started, sources))
         if isinstance(result, Awaitable):
             await result
 

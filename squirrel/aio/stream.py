@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 from squirrel.aio import operators as ops
+from squirrel.metrics import upstream_metrics
 
 C = TypeVar("C", bound="AsyncComposable")
 
@@ -85,9 +86,12 @@ class AsyncComposable:
         """Yield ``(index, item)`` pairs."""
         return self._then(ops.zip_index_items)
 
-    def monitor(self, callback: Callable[[dict[str, float]], Any], every: float = 10.0) -> AsyncComposable:
-        """Call `callback` with item count and rate every `every` seconds and at the end."""
-        return self._then(ops.monitor_items, callback, every)
+    def monitor(self, callback: Callable[[dict[str, Any]], Any], every: float = 10.0) -> AsyncComposable:
+        """Call `callback` every `every` seconds and at the end with items, items/s and, from upstream
+        loaders, bytes and bytes/s fetched, fetches in flight and objects skipped.
+        `squirrel.metrics.log_metrics` is a ready callback that logs them.
+        """
+        return self._then(ops.monitor_items, callback, every, upstream_metrics(self))
 
     def tqdm(self, **tqdm_kwargs: Any) -> AsyncComposable:
         """Show a tqdm progress bar while iterating."""

@@ -16,8 +16,10 @@ from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.loader import AsyncRecordLoader, LoadPlan
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.driver.record import RecordStore
+from squirrel.errors import DecodeError
 from squirrel.iterstream.base import Composable
 from squirrel.iterstream.bridge import iterate_on_io_loop
+from squirrel.metrics import LoaderMetrics
 from squirrel.sample import Sample
 
 
@@ -34,6 +36,11 @@ class LoaderStream(Composable):
         """Which splits this stream applies ("rank", "worker")."""
         return self.plan.split_kinds
 
+    @property
+    def metrics(self) -> LoaderMetrics:
+        """Objects and bytes fetched, fetches in flight and objects skipped, so far."""
+        return self.plan.metrics
+
     def set_epoch(self, epoch: int) -> None:
         """Use `epoch` (with the seed) for the order of the next iteration."""
         self.plan.epoch = epoch
@@ -44,13 +51,21 @@ class LoaderStream(Composable):
 
         async def fetch(key: str) -> tuple[str, bytes | memoryview]:
             data = await store.read_bytes(key, pool)
+            plan.metrics.bytes += len(data)
             if store.compression is not None:  # inflating releases the GIL: threads use both cores
                 data = await asyncio.to_thread(store.decompress, key, data)
             return key, data
 
-        def decode(fetched: tuple[str, bytes | memoryview]) -> list[Sample]:
+        def decode(fetched: tuple[str, bytes | memoryview] | list) -> list[Sample]:
+            if isinstance(fetched, list):  # an object skipped on the IO loop
+                return fetched
             key, raw = fetched
-            return store.codec.decode(raw, store.object_url(key))
+            try:
+                return store.codec.decode(raw, store.object_url(key))
+            except DecodeError as error:
+                if plan.on_error == "raise":
+                    raise
+                return plan.skipped(key, error)
 
         fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
         return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
@@ -90,6 +105,7 @@ class RecordLoader:
         split_by_worker: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        on_error: str = "raise",
     ) -> LoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
 
@@ -107,5 +123,6 @@ class RecordLoader:
             split_by_worker,
             rank,
             world_size,
+            on_error,
         ).plan
         return LoaderStream(self.aio.get_store(), plan)

@@ -18,6 +18,8 @@ from typing import Any
 
 from squirrel.aio.executors import is_async_callable
 from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
+from squirrel.metrics import LoaderMetrics
+from squirrel.metrics import report as metrics_report
 from squirrel.runtime import io_loop, run_sync
 
 _DONE = object()
@@ -254,14 +256,16 @@ def zip_index_items(source: Iterator[Any]) -> Iterator[tuple[int, Any]]:
     yield from enumerate(source)
 
 
-def monitor_items(source: Iterator[Any], callback: Callable[[dict[str, float]], Any], every: float) -> Iterator[Any]:
-    """Pass items through; call `callback` with count and rate every `every` seconds and at the end."""
+def monitor_items(
+    source: Iterator[Any], callback: Callable[[dict[str, Any]], Any], every: float, sources: list[LoaderMetrics]
+) -> Iterator[Any]:
+    """Pass items through; every `every` seconds and at the end, call `callback` with the item count and
+    rate, and the counters of upstream loaders (bytes fetched and their rate, fetches in flight, skips)."""
     started = last = time.monotonic()
     count = 0
 
     def report() -> None:
-        elapsed = max(time.monotonic() - started, 1e-9)
-        callback({"items": count, "seconds": elapsed, "items_per_second": count / elapsed})
+        callback(metrics_report(count, time.monotonic() - started, sources))
 
     for item in source:
         count += 1
