@@ -7,6 +7,7 @@ import pytest
 from squirrel.aio import AsyncMessagepackLoader
 from squirrel.aio.loader import plan_keys
 from squirrel.driver import JsonlLoader, JsonlStore, MessagePackDataLoader, MessagepackStore, RecordLoader, RecordStore
+from squirrel.errors import DecodeError
 from squirrel.iterstream import Composable
 from tests.helpers import assert_same_samples, make_shards
 
@@ -97,3 +98,29 @@ def test_plan_keys_is_a_pure_function_of_seed_and_epoch() -> None:
     assert plan_keys(keys, 10, 1, 0) == plan_keys(keys, 10, 1, 0)
     assert plan_keys(keys, 10, 1, 0) != plan_keys(keys, 10, 1, 1)
     assert sorted(plan_keys(keys, 10, None, 0)) == sorted(keys)
+
+
+def test_on_error_skip_logs_counts_and_goes_on(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    url = str(tmp_path)
+    for shard in make_shards(3, 2):
+        MessagepackStore(url).set(shard)
+    (tmp_path / "shard_001.msgpack").write_bytes(b"SQMP garbage")
+    with pytest.raises(DecodeError, match="shard_001"):
+        MessagePackDataLoader(url).get_iter().collect()
+    stream = MessagePackDataLoader(url).get_iter(on_error="skip")
+    reports = []
+    with caplog.at_level("WARNING", logger="squirrel"):
+        keys = [s.key for s in stream.monitor(reports.append)]
+    assert keys == ["sh0_00000", "sh0_00001", "sh2_00000", "sh2_00001"]
+    assert stream.metrics.skipped == 1 and "shard_001" in caplog.text
+    assert reports[-1]["objects_skipped"] == 1 and reports[-1]["items"] == 4
+    assert reports[-1]["bytes_fetched"] > 0 and reports[-1]["fetches_in_flight"] == 0
+
+
+async def test_async_loader_skips_missing_objects(messagepack_url: str) -> None:
+    async with AsyncMessagepackLoader(messagepack_url) as loader:
+        stream = loader.get_iter(key_iterator=["shard_000", "nope", "shard_002"], on_error="skip")
+        reports = []
+        keys = [s.key async for s in stream.monitor(reports.append)]
+    assert len(keys) == 10 and stream.metrics.skipped == 1
+    assert reports[-1]["objects_fetched"] == 3
