@@ -3,6 +3,12 @@
 It is also the base of the shard stores: a subclass picks the codec and whether each sample is its own
 object (record store) or each shard is (messagepack, jsonl). Keys name objects directly under the root
 (``<root>/<key><suffix>``); writes are atomic, so a reader never sees half an object.
+
+An optional index at the root (`squirrel.index`) lists every object with its sample count, size and crc32c:
+`list_keys` then reads it instead of listing, and `count_samples` answers without reading a shard. It is
+written once, by `write_index` (a bulk write calls it at its end); `set` and `delete` leave it alone, so
+concurrent writers never race on it, and changing a store after indexing makes the index stale until it
+is written again.
 """
 
 from __future__ import annotations
@@ -12,15 +18,28 @@ import contextlib
 import os
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, Self
 
 from fsspec.asyn import AsyncFileSystem
 
 from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.fs import acquire_filesystem, is_local, release_filesystem, split_protocol
+from squirrel.aio.stream import AsyncIterableSource
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
+from squirrel.errors import DecodeError
+from squirrel.index import (
+    INDEX_NAME,
+    Index,
+    IndexEntry,
+    build_index,
+    check_layout,
+    describe,
+    dump_index,
+    parse_index,
+    verify_object,
+)
 from squirrel.sample import Sample, Shard, validate_key
 
 DECODE_IN_THREAD_BYTES = 256 * 1024
@@ -29,6 +48,9 @@ DECODE_IN_THREAD_BYTES = 256 * 1024
 MAX_CONCURRENT_WRITES = 64
 """Bound on objects written at once by one `set` (a shard written into a record store)."""
 
+CHECKSUM_IN_THREAD_BYTES = 8 * 1024 * 1024
+"""Objects at least this large are checksummed in a worker thread (crc32c runs at ~15 GB/s)."""
+
 
 class AsyncRecordStore:
     """Map-style async access to a folder of samples, one msgpack object per sample.
@@ -36,6 +58,10 @@ class AsyncRecordStore:
     ``await store.set(sample)``, ``async for s in store.get(key)``, ``async for k in store.keys()``,
     ``await store.delete(key)``, ``await store.exists(key)``. Use it as ``async with`` (or call
     `aclose`) inside your own event loop so its network session is closed with it.
+
+    With ``verify_checksums=True`` and an index present, every object read is checked against the size
+    and crc32c the index recorded for it (`DecodeError` "stale index" on a mismatch). The store reads its
+    index once for that, and again whenever `list_keys` or `read_index` is called.
     """
 
     codec: ClassVar[Codec] = MessagepackCodec()
@@ -47,11 +73,13 @@ class AsyncRecordStore:
         compression: str | None = None,
         *,
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+        verify_checksums: bool = False,
         **storage_options: Any,
     ) -> None:
         self.url = url.rstrip("/") if url.rstrip("/") else url
         self.compression = check_compression(compression)
         self.max_decompressed_size = max_decompressed_size
+        self.verify_checksums = verify_checksums
         self.storage_options = storage_options
         self.suffix = self.codec.suffix + COMPRESSIONS[compression]
         self._protocol, _ = split_protocol(self.url)
@@ -59,6 +87,11 @@ class AsyncRecordStore:
             weakref.WeakKeyDictionary()
         )
         self._root: str | None = None
+        self._index: Index | None = None  # the index this store last read or wrote (None: absent or unread)
+        self._index_read = False
+        self._index_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
@@ -66,11 +99,13 @@ class AsyncRecordStore:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_filesystems"] = None  # loop-bound: each process opens its own
+        state["_index_locks"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._filesystems = weakref.WeakKeyDictionary()
+        self._index_locks = weakref.WeakKeyDictionary()
 
     async def __aenter__(self) -> Self:
         return self
@@ -102,21 +137,47 @@ class AsyncRecordStore:
         """The full URL of the object that holds `key` (used in error messages)."""
         return f"{self.url}/{key}{self.suffix}"
 
+    @property
+    def index_url(self) -> str:
+        """The full URL of the store's index."""
+        return f"{self.url}/{INDEX_NAME}"
+
     # -- reading -------------------------------------------------------------------------------
 
     async def read_bytes(self, key: str, pool: BufferPool | None = None) -> bytes | memoryview:
         """The stored (possibly compressed) bytes of object `key`; `KeyError` if there is none.
 
-        With a `pool`, local files are read into recycled buffers (see `squirrel.aio.buffer_pool`).
+        With a `pool`, local files are read into recycled buffers (see `squirrel.aio.buffer_pool`). With
+        `verify_checksums`, the bytes are checked against the index (`DecodeError` "stale index").
         """
+        index = await self._loaded_index() if self.verify_checksums else self._index
         fs = self._fs()
         path = self._path(key)
         try:
             if pool is not None and is_local(fs):
-                return await asyncio.to_thread(pool.read_file, path)
-            return await fs._cat_file(path)
+                data = await asyncio.to_thread(pool.read_file, path)
+            else:
+                data = await fs._cat_file(path)
         except FileNotFoundError:
-            raise KeyError(f"no key {key!r} in {self!r} (looked for {self.object_url(key)})") from None
+            message = f"no key {key!r} in {self!r} (looked for {self.object_url(key)})"
+            if index is not None and key in index:
+                message += f"; the index {self.index_url} lists it: the index is stale, rewrite it with write_index()"
+            raise KeyError(message) from None
+        if self.verify_checksums and index is not None:
+            await self._verify(key, data, index)
+        return data
+
+    async def _verify(self, key: str, data: bytes | memoryview, index: Index) -> None:
+        entry = index.get(key)
+        if entry is None:
+            raise DecodeError(
+                f"stale index: {self.object_url(key)} is not listed in the index {self.index_url} (written after "
+                "indexing?); rewrite the index with write_index()"
+            )
+        if len(data) >= CHECKSUM_IN_THREAD_BYTES:
+            await asyncio.to_thread(verify_object, entry, data, self.object_url(key), self.index_url)
+        else:
+            verify_object(entry, data, self.object_url(key), self.index_url)
 
     def decompress(self, key: str, data: bytes | memoryview) -> bytes | memoryview:
         """The stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL)."""
@@ -139,21 +200,30 @@ class AsyncRecordStore:
             yield sample
 
     async def list_keys(self) -> list[str]:
-        """Every key in the store, sorted. A store whose folder does not exist yet is empty."""
+        """Every key in the store, sorted: from the index when there is one, else by listing the folder.
+
+        A store whose folder does not exist yet is empty.
+        """
+        index = await self.read_index()
+        if index is not None:
+            return index.keys
+        return sorted(await self._list_objects())
+
+    async def _list_objects(self) -> dict[str, int]:
+        """The stored size of every object under the root, by key, from a listing (never from the index)."""
         fs = self._fs()
         try:
-            names = await fs._ls(self._root, detail=False)
+            infos = await fs._ls(self._root, detail=True)
         except FileNotFoundError:
             await self._check_root_reachable(fs)
-            return []
+            return {}
         suffix, cut = self.suffix, len(self.suffix)
-        keys = []
-        for name in names:
-            base = name.rstrip("/").rsplit("/", 1)[-1]
+        sizes = {}
+        for info in infos:
+            base = info["name"].rstrip("/").rsplit("/", 1)[-1]
             if base.endswith(suffix) and not base.startswith(".") and len(base) > cut:
-                keys.append(base[:-cut])
-        keys.sort()
-        return keys
+                sizes[base[:-cut]] = info["size"]
+        return sizes
 
     async def keys(self) -> AsyncIterator[str]:
         """Yield every key in the store, sorted."""
@@ -163,6 +233,73 @@ class AsyncRecordStore:
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
         return await self._fs()._exists(self._path(key))
+
+    # -- index ---------------------------------------------------------------------------------
+
+    async def read_index(self) -> Index | None:
+        """The store's index, read anew, or None when it has none.
+
+        `DecodeError` naming the index if it is corrupt or was written for another suffix or compression.
+        """
+        fs = self._fs()
+        try:
+            data = await fs._cat_file(f"{self._root}/{INDEX_NAME}")
+        except FileNotFoundError:
+            index = None
+        else:
+            if len(data) >= DECODE_IN_THREAD_BYTES:
+                index = await asyncio.to_thread(parse_index, data, self.index_url)
+            else:
+                index = parse_index(data, self.index_url)
+            check_layout(index, self.suffix, self.compression, self.index_url)
+        self._index, self._index_read = index, True
+        return index
+
+    async def _loaded_index(self) -> Index | None:
+        """The index this store last read, reading it first if it has not (once, however many callers wait)."""
+        if not self._index_read:
+            async with self._index_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
+                if not self._index_read:
+                    await self.read_index()
+        return self._index
+
+    async def count_samples(self) -> int:
+        """The number of samples in the store, from its index (`FileNotFoundError` when it has none)."""
+        index = await self.read_index()
+        if index is None:
+            raise FileNotFoundError(
+                f"{self!r} has no index ({self.index_url}): build one with write_index() to count its samples"
+            )
+        return index.num_samples
+
+    async def write_index(self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16) -> Index:
+        """Index every object of the store, write the index atomically at the root, and return it.
+
+        The folder is listed (the old index is ignored) and each object read and decoded to count its
+        samples, at most `max_concurrency` at once; objects in `known` whose listed size matches are taken
+        as given (a bulk writer knows what it wrote). Call it once, after the writes.
+        """
+        sizes = await self._list_objects()
+        given = {entry.key: entry for entry in known}
+
+        async def entry_of(key: str) -> IndexEntry:
+            entry = given.get(key)
+            if entry is not None and entry.size == sizes[key]:
+                return entry
+            data = await self._read_unverified(key)
+            return await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
+
+        entries = await AsyncIterableSource(sorted(sizes)).async_map(entry_of, max_concurrency).collect()
+        index = build_index(self.suffix, self.compression, entries)
+        await self._write_atomically(f"{self._root}/{INDEX_NAME}", dump_index(index))
+        self._index, self._index_read = index, True
+        return index
+
+    async def _read_unverified(self, key: str) -> bytes:
+        try:
+            return await self._fs()._cat_file(self._path(key))
+        except FileNotFoundError:
+            raise KeyError(f"{self.object_url(key)} was deleted while the index was being written") from None
 
     async def _check_root_reachable(self, fs: AsyncFileSystem) -> None:
         """Raise `FileNotFoundError` when the store's bucket itself is missing (not just its folder)."""
@@ -187,37 +324,50 @@ class AsyncRecordStore:
         """Encode and compress `samples` as the bytes of one object (pure CPU)."""
         return compress(self.codec.encode(samples), self.compression)
 
-    async def set(self, item: Sample | Shard) -> None:
+    async def set(self, item: Sample | Shard) -> list[IndexEntry]:
         """Store `item` atomically: a reader sees the old object or the new one, never a partial one.
 
         A record store writes each sample of a shard as its own object; a shard store writes a shard as
-        one object and a lone sample as a one-sample shard under the sample's key.
+        one object and a lone sample as a one-sample shard under the sample's key. Returns the index
+        entries of the objects written; the store's index itself is left alone (see `write_index`).
         """
         objects = self._objects_of(item)
         if len(objects) == 1:
-            await self._put(*objects[0])
-            return
+            return [await self._put(*objects[0])]
         limit = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
 
-        async def put_bounded(key: str, samples: Sequence[Sample]) -> None:
+        async def put_bounded(key: str, samples: Sequence[Sample]) -> IndexEntry:
             async with limit:
-                await self._put(key, samples)
+                return await self._put(key, samples)
 
         async with asyncio.TaskGroup() as group:
-            for key, samples in objects:
-                group.create_task(put_bounded(key, samples))
+            tasks = [group.create_task(put_bounded(key, samples)) for key, samples in objects]
+        return [task.result() for task in tasks]
 
-    async def _put(self, key: str, samples: Sequence[Sample]) -> None:
+    async def _put(self, key: str, samples: Sequence[Sample]) -> IndexEntry:
         fs = self._fs()
         path = self._path(key)
         if is_local(fs):
-            await asyncio.to_thread(self._encode_and_write_local, path, samples)
-        else:
-            data = await asyncio.to_thread(self.encode, samples)
-            await fs._pipe_file(path, data)
+            return await asyncio.to_thread(self._encode_and_write_local, key, path, samples)
+        data, entry = await asyncio.to_thread(self._encode_and_describe, key, samples)
+        await fs._pipe_file(path, data)
+        return entry
 
-    def _encode_and_write_local(self, path: str, samples: Sequence[Sample]) -> None:
-        write_local_atomically(path, self.encode(samples))
+    def _encode_and_describe(self, key: str, samples: Sequence[Sample]) -> tuple[bytes, IndexEntry]:
+        data = self.encode(samples)
+        return data, describe(key, data, len(samples))
+
+    def _encode_and_write_local(self, key: str, path: str, samples: Sequence[Sample]) -> IndexEntry:
+        data, entry = self._encode_and_describe(key, samples)
+        write_local_atomically(path, data)
+        return entry
+
+    async def _write_atomically(self, path: str, data: bytes) -> None:
+        fs = self._fs()
+        if is_local(fs):
+            await asyncio.to_thread(write_local_atomically, path, data)
+        else:
+            await fs._pipe_file(path, data)  # object stores publish an upload whole or not at all
 
     async def delete(self, key: str) -> None:
         """Remove the object stored under `key`; `KeyError` if there is none."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
+from squirrel.index import Index, IndexEntry
 from squirrel.runtime import run_sync
 from squirrel.sample import Sample, Shard
 
@@ -26,9 +27,16 @@ class RecordStore:
         compression: str | None = None,
         *,
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+        verify_checksums: bool = False,
         **storage_options: Any,
     ) -> None:
-        self.aio = self.async_class(url, compression, max_decompressed_size=max_decompressed_size, **storage_options)
+        self.aio = self.async_class(
+            url,
+            compression,
+            max_decompressed_size=max_decompressed_size,
+            verify_checksums=verify_checksums,
+            **storage_options,
+        )
 
     @property
     def url(self) -> str:
@@ -62,3 +70,18 @@ class RecordStore:
     def delete(self, key: str) -> None:
         """Remove the object stored under `key`; `KeyError` if there is none."""
         run_sync(self.aio.delete(key))
+
+    def write_index(self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16) -> Index:
+        """Index every object (key, sample count, size, crc32c) at the store's root; call it after writing.
+
+        See `AsyncRecordStore.write_index`.
+        """
+        return run_sync(self.aio.write_index(known, max_concurrency))
+
+    def read_index(self) -> Index | None:
+        """The store's index, or None when it has none."""
+        return run_sync(self.aio.read_index())
+
+    def count_samples(self) -> int:
+        """The number of samples in the store, from its index (`FileNotFoundError` when it has none)."""
+        return run_sync(self.aio.count_samples())

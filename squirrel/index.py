@@ -1,0 +1,202 @@
+"""The store index: one JSON object at a store's root listing every object with its sample count, size and checksum.
+
+A loader reads it instead of listing a bucket of 100,000 objects, and knows the dataset's length without
+reading a shard. Checksums are crc32c in GCS's own form (base64 of the big-endian value), so they can be
+compared with the checksum GCS keeps for every object. This module is pure: bytes in, bytes out.
+
+The index is written once, at the end of a bulk write or by an explicit ``write_index()``; `set` and
+`delete` leave it alone, so concurrent writers never race on it, and a store changed after indexing has a
+stale index until it is written again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import google_crc32c
+
+from squirrel.codec import COMPRESSIONS
+from squirrel.errors import DecodeError
+from squirrel.sample import validate_key
+
+INDEX_NAME = "_squirrel_index.json"
+"""The index's object name at the store's root (it matches no store suffix, so it is never listed as a key)."""
+
+INDEX_FORMAT = "squirrel-index"
+INDEX_VERSION = 1
+
+_TOP_FIELDS = frozenset({"format", "version", "suffix", "compression", "objects"})
+_ENTRY_FIELDS = frozenset({"key", "samples", "bytes", "crc32c"})
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One stored object: its key, how many samples it holds, its stored size in bytes and its crc32c."""
+
+    key: str
+    samples: int
+    size: int
+    crc32c: str
+
+
+@dataclass(frozen=True, repr=False)
+class Index:
+    """Every object of a store (sorted by key), and the layout (suffix, compression) it was written for."""
+
+    suffix: str
+    compression: str | None
+    entries: tuple[IndexEntry, ...]
+
+    @cached_property
+    def _by_key(self) -> dict[str, IndexEntry]:
+        return {entry.key: entry for entry in self.entries}
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key, sorted."""
+        return [entry.key for entry in self.entries]
+
+    @property
+    def num_samples(self) -> int:
+        """The total number of samples in the store."""
+        return sum(entry.samples for entry in self.entries)
+
+    def get(self, key: str) -> IndexEntry | None:
+        """The entry of `key`, or None if the index does not list it."""
+        return self._by_key.get(key)
+
+    def __repr__(self) -> str:
+        return (
+            f"Index(suffix={self.suffix!r}, compression={self.compression!r}, objects={len(self.entries)}, "
+            f"samples={self.num_samples})"
+        )
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def checksum(data: bytes | bytearray | memoryview) -> str:
+    """The crc32c of `data` as GCS reports it: base64 of the 4 big-endian bytes."""
+    if not isinstance(data, bytes):
+        data = bytes(data)  # google_crc32c takes only immutable bytes
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode("ascii")
+
+
+def describe(key: str, data: bytes | bytearray | memoryview, samples: int) -> IndexEntry:
+    """The index entry of object `key` whose stored bytes are `data`, holding `samples` samples."""
+    return IndexEntry(validate_key(key), samples, len(data), checksum(data))
+
+
+def build_index(suffix: str, compression: str | None, entries: Iterable[IndexEntry]) -> Index:
+    """An index of `entries` (sorted by key) for a store of `suffix` objects; `ValueError` on a duplicate key."""
+    ordered = tuple(sorted(entries, key=lambda entry: entry.key))
+    for before, after in itertools.pairwise(ordered):
+        if before.key == after.key:
+            raise ValueError(f"key {before.key!r} is listed twice")
+    return Index(suffix, compression, ordered)
+
+
+def dump_index(index: Index) -> bytes:
+    """The index as UTF-8 JSON, one object per line (readable, and diffs well)."""
+    header = {
+        "format": INDEX_FORMAT,
+        "version": INDEX_VERSION,
+        "suffix": index.suffix,
+        "compression": index.compression,
+    }
+    lines = [
+        json.dumps({"key": e.key, "samples": e.samples, "bytes": e.size, "crc32c": e.crc32c}) for e in index.entries
+    ]
+    head = json.dumps(header)[:-1]  # without its closing brace: the objects follow, one per line
+    return (head + ', "objects": [\n' + ",\n".join(lines) + "\n]}\n").encode("utf-8")
+
+
+def parse_index(data: bytes | bytearray | memoryview, source: str) -> Index:
+    """Parse and strictly validate index bytes; `DecodeError` naming `source` when anything is wrong."""
+    try:
+        document = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"index {source} is not valid JSON: {exc}") from None
+    try:
+        return _validated(document)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"index {source} is invalid: {exc}") from None
+
+
+def check_layout(index: Index, suffix: str, compression: str | None, source: str) -> None:
+    """`DecodeError` if `index` was written for objects other than ``<key><suffix>`` with `compression`."""
+    if (index.suffix, index.compression) != (suffix, compression):
+        raise DecodeError(
+            f"index {source} lists {index.suffix!r} objects (compression={index.compression!r}), but this store "
+            f"reads {suffix!r} objects (compression={compression!r}): open it with the driver and compression "
+            "it was written with"
+        )
+
+
+def verify_object(entry: IndexEntry, data: bytes | bytearray | memoryview, object_url: str, source: str) -> None:
+    """`DecodeError` ("stale index") if `data` does not have the size and crc32c the index recorded for it."""
+    if len(data) != entry.size:
+        found = f"{len(data)} bytes, index {source} says {entry.size}"
+    elif (crc := checksum(data)) != entry.crc32c:
+        found = f"crc32c {crc}, index {source} says {entry.crc32c}"
+    else:
+        return
+    raise DecodeError(
+        f"stale index: {object_url} has {found}; the object changed after indexing (rewrite the index with "
+        "write_index()) or is corrupt"
+    )
+
+
+def _validated(document: Any) -> Index:
+    _check_fields(document, _TOP_FIELDS, "the index")
+    if document["format"] != INDEX_FORMAT:
+        raise ValueError(f"format is {document['format']!r}, expected {INDEX_FORMAT!r}")
+    if document["version"] != INDEX_VERSION or type(document["version"]) is not int:
+        raise ValueError(f"unsupported version {document['version']!r} (this squirrel reads {INDEX_VERSION})")
+    if not isinstance(document["suffix"], str):
+        raise TypeError(f"suffix must be a string, got {document['suffix']!r}")
+    if document["compression"] not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {document['compression']!r}")
+    if not isinstance(document["objects"], list):
+        raise TypeError("objects must be a list")
+    entries = [_entry(item, position) for position, item in enumerate(document["objects"])]
+    return build_index(document["suffix"], document["compression"], entries)
+
+
+def _entry(item: Any, position: int) -> IndexEntry:
+    where = f"object #{position}"
+    _check_fields(item, _ENTRY_FIELDS, where)
+    key = validate_key(item["key"])
+    for field in ("samples", "bytes"):
+        value = item[field]
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{where} ({key!r}): {field} must be a non-negative integer, got {value!r}")
+    crc = item["crc32c"]
+    if not isinstance(crc, str) or len(_b64decode(crc, f"{where} ({key!r})")) != 4:
+        raise ValueError(f"{where} ({key!r}): crc32c must be base64 of 4 bytes, got {crc!r}")
+    return IndexEntry(key, item["samples"], item["bytes"], crc)
+
+
+def _b64decode(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where}: crc32c {text!r} is not base64") from None
+
+
+def _check_fields(item: Any, fields: frozenset[str], where: str) -> None:
+    if not isinstance(item, dict):
+        raise TypeError(f"{where} must be a JSON object, got {type(item).__name__}")
+    if item.keys() != fields:
+        missing, extra = sorted(fields - item.keys()), sorted(item.keys() - fields)
+        raise ValueError(f"{where} has missing fields {missing} / unexpected fields {extra}")

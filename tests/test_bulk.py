@@ -1,0 +1,142 @@
+"""`write_shards`: shards written concurrently on the IO loop or as dask tasks, then indexed once."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+from squirrel.aio import bulk as aio_bulk
+from squirrel.bulk import write_shards
+from squirrel.driver import JsonlStore, MessagePackDataLoader, MessagepackStore, Sample
+from squirrel.errors import EncodeError
+from tests.helpers import assert_same_samples, make_samples
+
+N = 2345  # not a multiple of the shard size
+
+
+@pytest.fixture(scope="module")
+def dask_client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    """One two-process dask cluster for the module. When a gs:// test will run, the GCS server starts first,
+    so the worker processes inherit STORAGE_EMULATOR_HOST."""
+    module_items = [item for item in request.session.items if item.module is request.module]
+    if any(item.get_closest_marker("gcs") for item in module_items):
+        request.getfixturevalue("gcs_server")
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+    gc.collect()  # close the cluster's sockets now, not during a later test that counts file descriptors
+
+
+@pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.gcs)])
+def shared_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A store URL that worker processes can reach too (memory:// is per process)."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("gcs_url")
+
+
+def check_written(url: str, keys: list[str], samples: list[Sample], shard_size: int) -> None:
+    """Deterministic keys, every sample once and in order, an index with the right counts."""
+    expected_keys = [f"shard_{i:06d}" for i in range(-(-len(samples) // shard_size))]
+    assert keys == expected_keys
+    store = MessagepackStore(url)
+    index = store.read_index()
+    assert index is not None and index.keys == expected_keys
+    counts = [entry.samples for entry in index.entries]
+    assert counts == [shard_size] * (len(counts) - 1) + [len(samples) - shard_size * (len(counts) - 1)]
+    assert store.count_samples() == len(samples)
+    assert_same_samples(list(MessagePackDataLoader(url).get_iter()), samples)
+
+
+def test_write_on_the_io_loop(store_url: str) -> None:
+    samples = make_samples(N)
+    keys = write_shards(iter(samples), store_url, shard_size=500, max_concurrency=3)
+    check_written(store_url, keys, samples, 500)
+
+
+def test_write_with_dask(shared_url: str, dask_client: Client) -> None:
+    if shared_url.startswith("gs://"):
+        endpoints = dask_client.run(os.environ.get, "STORAGE_EMULATOR_HOST")
+        assert set(endpoints.values()) == {os.environ["STORAGE_EMULATOR_HOST"]}
+    samples = make_samples(N)
+    keys = write_shards(samples, shared_url, shard_size=400, executor=dask_client, max_concurrency=4)
+    check_written(shared_url, keys, samples, 400)
+
+
+def test_write_on_a_thread_pool(tmp_path) -> None:
+    samples = make_samples(N)
+    with ThreadPoolExecutor(3) as pool:
+        keys = write_shards(samples, str(tmp_path), shard_size=1000, executor=pool)
+    check_written(str(tmp_path), keys, samples, 1000)
+
+
+def test_dask_write_error_reaches_the_caller(tmp_path, dask_client: Client) -> None:
+    values = [{"ok": 1}] * 10 + [{"bad": np.array([object()], dtype=object)}]
+    with pytest.raises(EncodeError, match="object"):
+        write_shards(values, str(tmp_path), shard_size=5, executor=dask_client)
+    assert MessagepackStore(str(tmp_path)).read_index() is None  # no index for a failed write
+
+
+def test_plain_values_jsonl_gzip_and_prefix(store_url: str) -> None:
+    keys = write_shards(({"i": i} for i in range(7)), store_url, 3, driver="jsonl", compression="gzip", key_prefix="p")
+    assert keys == ["p_000000", "p_000001", "p_000002"]
+    store = JsonlStore(store_url, "gzip")
+    assert [s.value["i"] for key in store.keys() for s in store.get(key)] == list(range(7))
+    assert [entry.samples for entry in store.read_index().entries] == [3, 3, 1]
+
+
+def test_samples_are_drawn_lazily(tmp_path) -> None:
+    url, shard_size, max_concurrency = str(tmp_path), 10, 2
+    ahead = []
+
+    def samples() -> Iterator[dict[str, int]]:
+        for i in range(400):
+            if i % shard_size == 0:
+                written = len([name for name in os.listdir(url) if name.endswith(".msgpack")])
+                ahead.append(i // shard_size - written)
+            yield {"i": i}
+
+    assert len(write_shards(samples(), url, shard_size, max_concurrency=max_concurrency)) == 40
+    assert max(ahead) <= max_concurrency + 2  # shards in flight, one in the operator, one being drawn
+
+
+def test_an_encode_error_stops_the_write(tmp_path) -> None:
+    values = [{"ok": 1}] * 5 + [{"bad": np.array([object()], dtype=object)}]
+    with pytest.raises(EncodeError):
+        write_shards(values, str(tmp_path), shard_size=2)
+    assert MessagepackStore(str(tmp_path)).read_index() is None
+
+
+def test_existing_objects_are_indexed_too(tmp_path) -> None:
+    url = str(tmp_path)
+    write_shards(make_samples(5), url, shard_size=5, key_prefix="old")
+    write_shards(make_samples(3, prefix="n"), url, shard_size=2, key_prefix="new")
+    assert list(MessagepackStore(url).keys()) == ["new_000000", "new_000001", "old_000000"]
+    assert MessagepackStore(url).count_samples() == 8
+
+
+async def test_async_api_takes_async_iterables(store_url: str) -> None:
+    async def samples() -> AsyncIterator[Sample]:
+        for sample in make_samples(5):
+            yield sample
+
+    keys = await aio_bulk.write_shards(samples(), store_url, shard_size=2)
+    assert keys == ["shard_000000", "shard_000001", "shard_000002"]
+    assert [e.samples for e in (await aio_bulk.DRIVERS["messagepack"](store_url).read_index()).entries] == [2, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [({"shard_size": 0}, "shard_size"), ({"driver": "csv"}, "unknown driver"), ({"key_prefix": "a/b"}, "'/'")],
+)
+def test_bad_arguments(tmp_path, options: dict, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        write_shards([1], str(tmp_path), **options)
