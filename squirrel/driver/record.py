@@ -67,6 +67,10 @@ class RecordStore:
         """Whether an object is stored under `key`."""
         return run_sync(self.aio.exists(key))
 
+    def cleanup(self, older_than: float = 3600.0) -> list[str]:
+        """Remove what crashed writers left behind (local temp files older than `older_than` s)."""
+        return run_sync(self.aio.cleanup(older_than))
+
     def delete(self, key: str) -> None:
         """Remove the object stored under `key`; `KeyError` if there is none."""
         run_sync(self.aio.delete(key))
