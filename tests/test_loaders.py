@@ -6,7 +6,16 @@ import pytest
 
 from squirrel.aio import AsyncMessagepackLoader
 from squirrel.aio.loader import plan_keys
-from squirrel.driver import JsonlLoader, JsonlStore, MessagePackDataLoader, MessagepackStore, RecordLoader, RecordStore
+from squirrel.driver import (
+    JsonlLoader,
+    JsonlStore,
+    MessagePackDataLoader,
+    MessagepackStore,
+    RecordLoader,
+    RecordStore,
+    Sample,
+    Shard,
+)
 from squirrel.errors import DecodeError
 from squirrel.iterstream import Composable
 from tests.helpers import assert_same_samples, make_shards
@@ -124,3 +133,49 @@ async def test_async_loader_skips_missing_objects(messagepack_url: str) -> None:
         keys = [s.key async for s in stream.monitor(reports.append)]
     assert len(keys) == 10 and stream.metrics.skipped == 1
     assert reports[-1]["objects_fetched"] == 3
+
+
+@pytest.fixture
+def uneven_url(tmp_path) -> str:
+    url = str(tmp_path / "uneven")
+    store = MessagepackStore(url)
+    for i, size in enumerate([5, 1, 7, 3, 4, 2, 6]):
+        store.set(Shard([Sample({"i": j}, key=f"u{i}_{j}") for j in range(size)], key=f"shard_{i}"))
+    store.write_index()
+    return url
+
+
+@pytest.mark.parametrize("seed", [None, 4])
+def test_equalize_gives_every_rank_the_same_count(uneven_url: str, seed) -> None:
+    loader = MessagePackDataLoader(uneven_url)
+    every = {s.key for s in loader.get_iter()}
+    for world_size in (2, 3):
+
+        def per_rank(mode: str | None, world_size: int = world_size) -> list[list[str]]:
+            options = {"split_by_rank": True, "world_size": world_size, "seed": seed, "shuffle_key_buffer": 3}
+            return [[s.key for s in loader.get_iter(rank=r, equalize=mode, **options)] for r in range(world_size)]
+
+        plain, dropped, padded = per_rank(None), per_rank("drop"), per_rank("pad")
+        assert sorted(k for rank in plain for k in rank) == sorted(every)
+        assert len({len(rank) for rank in dropped}) == 1 and len(dropped[0]) == min(len(r) for r in plain)
+        assert len({len(rank) for rank in padded}) == 1 and len(padded[0]) == max(len(r) for r in plain)
+        assert {k for rank in padded for k in rank} == every
+        if seed is not None:  # the same order every time: dropping only cuts the tail
+            for rank, keys in enumerate(dropped):
+                assert keys == plain[rank][: len(keys)]
+
+
+def test_equalize_needs_an_index(messagepack_url: str) -> None:
+    with pytest.raises(ValueError, match="write_index"):
+        MessagePackDataLoader(messagepack_url).get_iter(
+            split_by_rank=True, rank=0, world_size=2, equalize="drop"
+        ).collect()
+
+
+async def test_async_equalize(uneven_url: str) -> None:
+    async with AsyncMessagepackLoader(uneven_url) as loader:
+        counts = [
+            len(await loader.get_iter(split_by_rank=True, rank=r, world_size=3, equalize="pad").collect())
+            for r in range(3)
+        ]
+    assert len(set(counts)) == 1

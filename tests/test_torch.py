@@ -7,7 +7,7 @@ import multiprocessing
 import pytest
 import torch.utils.data
 
-from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample
+from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.iterstream import IterableSource
 from tests.helpers import make_shards
 
@@ -75,12 +75,19 @@ def test_item_level_worker_split_of_any_stream() -> None:
     assert sorted(int(x) for x in loader) == list(range(103))
 
 
-def _rank_keys(url: str, rank: int, world_size: int, queue: multiprocessing.Queue) -> None:
+def _rank_keys(url: str, rank: int, world_size: int, queue: multiprocessing.Queue, equalize: str | None = None) -> None:
     stream = MessagePackDataLoader(url).get_iter(
-        split_by_rank=True, split_by_worker=True, rank=rank, world_size=world_size, seed=3, shuffle_key_buffer=5
+        split_by_rank=True,
+        split_by_worker=True,
+        rank=rank,
+        world_size=world_size,
+        seed=3,
+        shuffle_key_buffer=5,
+        equalize=equalize,
     )
     dataset = stream.map(sample_key).to_torch_iterable()
-    queue.put((rank, keys_through_dataloader(dataset, num_workers=2)))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
+    queue.put((rank, [list(batch) for batch in loader]))
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
@@ -94,8 +101,33 @@ def test_ranks_times_workers_see_every_sample_exactly_once(dataset_url: str, wor
     for process in ranks:
         process.join(60)
         assert process.exitcode == 0
-    seen = [key for rank in range(world_size) for key in results[rank]]
+    seen = [key for rank in range(world_size) for batch in results[rank] for key in batch]
     assert sorted(seen) == every_key()
+
+
+@pytest.mark.parametrize("mode", ["drop", "pad"])
+def test_equalized_ranks_get_the_same_batches(tmp_path, mode: str) -> None:
+    url = str(tmp_path / "uneven")
+    store = MessagepackStore(url)
+    for i, size in enumerate([9, 1, 7, 3, 4, 5, 6]):
+        store.set(Shard([Sample({"i": j}, key=f"u{i}_{j}") for j in range(size)], key=f"shard_{i}"))
+    store.write_index()
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    ranks = [context.Process(target=_rank_keys, args=(url, r, 2, queue, mode)) for r in range(2)]
+    for process in ranks:
+        process.start()
+    results = dict(queue.get(timeout=120) for _ in ranks)
+    for process in ranks:
+        process.join(60)
+        assert process.exitcode == 0
+    assert [len(b) for b in results[0]] == [len(b) for b in results[1]]  # DDP steps in lockstep
+    keys = [key for batches in results.values() for batch in batches for key in batch]
+    total = 9 + 1 + 7 + 3 + 4 + 5 + 6
+    if mode == "drop":
+        assert len(keys) == len(set(keys)) < total  # nothing twice, something dropped
+    else:
+        assert len(set(keys)) == total < len(keys)  # everything, some twice
 
 
 def test_ranks_without_a_split_are_refused(dataset_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from squirrel.buffers import ShardInterleaver, ShuffleBuffer, make_numpy_rng, ma
 from squirrel.errors import DecodeError
 from squirrel.metrics import LoaderMetrics
 from squirrel.sample import validate_key
-from squirrel.splits import Split, current_split, take_share
+from squirrel.splits import Split, current_split, equal_quota, take_share
 
 logger = logging.getLogger("squirrel")
 
@@ -60,6 +60,7 @@ class LoadPlan:
     rank: int | None = None
     world_size: int | None = None
     on_error: str = "raise"
+    equalize: str | None = None
     metrics: LoaderMetrics = dataclasses.field(default_factory=LoaderMetrics)
 
     def __post_init__(self) -> None:
@@ -67,6 +68,8 @@ class LoadPlan:
             raise ValueError("max_concurrency and prefetch must be >= 1")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.equalize not in (None, "drop", "pad"):
+            raise ValueError(f"equalize must be None, 'drop' or 'pad', got {self.equalize!r}")
 
     def skipped(self, key: str, error: Exception) -> list[Any]:
         """Handle a bad object under ``on_error="skip"``: count it, log key and reason, yield nothing."""
@@ -97,6 +100,32 @@ class LoadPlan:
         """List (or take) the keys and return this reader's share, in order."""
         keys = list(self.key_iterator) if self.key_iterator is not None else await store.list_keys()
         return self.share(keys, self.split())
+
+    async def quota(self, store: AsyncRecordStore) -> int | None:
+        """How many samples this reader yields under `equalize` (None: no limit).
+
+        Every reader's share of keys is known to every reader, and the store's index gives each key's
+        sample count, so all ranks agree on the quota without talking to each other.
+        """
+        if self.equalize is None:
+            return None
+        index = await store.read_index()
+        if index is None:
+            raise ValueError(f"equalize={self.equalize!r} needs the store's index: build it with write_index()")
+        keys = list(self.key_iterator) if self.key_iterator is not None else index.keys
+        missing = [key for key in keys if key not in index]
+        if missing:
+            raise KeyError(f"{missing[0]!r} is not in the index {store.index_url}: rewrite it with write_index()")
+        split = self.split()
+        counts = [
+            sum(
+                index.get(key).samples
+                for key in self.share(keys, Split(rank, split.world_size, worker, split.num_workers))
+            )
+            for rank in range(split.world_size)
+            for worker in range(split.num_workers)
+        ]
+        return equal_quota(counts, split, self.equalize)
 
     def shuffle_chunks(self, chunks: Iterable[list[Any]]) -> Iterator[list[Any]]:
         """Chunks of samples shuffled within `shuffle_item_buffer` items (unchanged when it is <= 1)."""
@@ -160,6 +189,24 @@ class AsyncLoaderStream(AsyncComposable):
         return self._samples()
 
     async def _samples(self) -> AsyncIterator[Any]:
+        quota = await self.plan.quota(self.store)
+        if quota is None:
+            async for sample in self._one_pass():
+                yield sample
+            return
+        produced = 0
+        while produced < quota:  # "pad" repeats this reader's own samples from the start
+            before = produced
+            async with closing(self._one_pass()) as samples:
+                async for sample in samples:
+                    if produced == quota:
+                        break
+                    produced += 1
+                    yield sample
+            if produced == before:
+                return  # nothing to read at all: an empty share cannot be padded
+
+    async def _one_pass(self) -> AsyncIterator[Any]:
         plan = self.plan
         shuffler = None
         if plan.shuffle_item_buffer > 1:
@@ -238,6 +285,7 @@ class AsyncRecordLoader:
         rank: int | None = None,
         world_size: int | None = None,
         on_error: str = "raise",
+        equalize: str | None = None,
     ) -> AsyncLoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as an async stream.
 
@@ -266,6 +314,7 @@ class AsyncRecordLoader:
             rank=rank,
             world_size=world_size,
             on_error=on_error,
+            equalize=equalize,
         )
         return AsyncLoaderStream(self._store, plan)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from squirrel.aio.buffer_pool import BufferPool
@@ -20,6 +20,7 @@ from squirrel.errors import DecodeError
 from squirrel.iterstream.base import Composable
 from squirrel.iterstream.bridge import iterate_on_io_loop
 from squirrel.metrics import LoaderMetrics
+from squirrel.runtime import run_sync
 from squirrel.sample import Sample
 
 
@@ -67,8 +68,25 @@ class LoaderStream(Composable):
                     raise
                 return plan.skipped(key, error)
 
-        fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
-        return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
+        def one_pass() -> Iterator[Sample]:
+            fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
+            return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
+
+        quota = run_sync(plan.quota(store)) if plan.equalize else None
+        if quota is None:
+            return one_pass()
+        return itertools.islice(_repeat_passes(one_pass), quota)
+
+
+def _repeat_passes(one_pass: Callable[[], Iterator[Sample]]) -> Iterator[Sample]:
+    """Pass after pass over the same samples (for "pad"), stopping if a pass yields nothing."""
+    while True:
+        empty = True
+        for sample in one_pass():
+            empty = False
+            yield sample
+        if empty:
+            return
 
 
 class RecordLoader:
@@ -106,6 +124,7 @@ class RecordLoader:
         rank: int | None = None,
         world_size: int | None = None,
         on_error: str = "raise",
+        equalize: str | None = None,
     ) -> LoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
 
@@ -124,5 +143,6 @@ class RecordLoader:
             rank,
             world_size,
             on_error,
+            equalize,
         ).plan
         return LoaderStream(self.aio.get_store(), plan)
