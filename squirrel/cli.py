@@ -71,8 +71,13 @@ def cmd_ls(args: argparse.Namespace) -> None:
 
 
 async def shard_rows(store: Any) -> list[tuple[str, int, int]]:
-    """(key, sample count, stored bytes) for every object of `store`, read concurrently."""
+    """(key, sample count, stored bytes) for every object of `store`: from its index when it has one,
+    else by reading the objects concurrently."""
     from squirrel.aio.stream import AsyncIterableSource
+
+    index = await store.read_index()
+    if index is not None:
+        return [(entry.key, entry.samples, entry.size) for entry in index.entries]
 
     async def row(key: str) -> tuple[str, int, int]:
         data = await store.read_bytes(key)
@@ -80,6 +85,46 @@ async def shard_rows(store: Any) -> list[tuple[str, int, int]]:
 
     keys = await store.list_keys()
     return await AsyncIterableSource(keys).async_map(row, max_concurrency=16).collect()
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    """Build the store's index, or with --verify check every object against it."""
+    store = _store(args)
+    if not args.verify:
+        index = store.write_index()
+        print(f"indexed {len(index)} objects, {index.num_samples} samples: {store.aio.index_url}", file=sys.stderr)
+        return
+    problems = run_sync(verify_store(store.aio))
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise SquirrelError(f"{len(problems)} problem(s) against the index {store.aio.index_url}")
+    print("index matches every object", file=sys.stderr)
+
+
+async def verify_store(store: Any) -> list[str]:
+    """Every disagreement between the store's objects and its index (missing, unlisted, changed)."""
+    from squirrel.aio.stream import AsyncIterableSource
+    from squirrel.index import verify_object
+
+    index = await store.read_index()
+    if index is None:
+        raise SquirrelError(f"{store.url} has no index: build it with `squirrel index {store.url}`")
+    listed = set(await store._list_objects())
+    problems = [f"unlisted: {store.object_url(k)}" for k in sorted(listed - set(index.keys))]
+    problems += [f"missing: {store.object_url(k)}" for k in index.keys if k not in listed]
+
+    async def check(key: str) -> str | None:
+        data = await store.read_bytes(key)
+        try:
+            verify_object(index.get(key), data, store.object_url(key), store.index_url)
+        except SquirrelError as error:
+            return f"changed: {error}"
+        return None
+
+    present = [k for k in index.keys if k in listed]
+    results = await AsyncIterableSource(present).async_map(check, max_concurrency=16).collect()
+    return problems + [r for r in results if r]
 
 
 def cmd_cat(args: argparse.Namespace) -> None:
@@ -144,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     with_store("ls", "list shards with sample counts and sizes").set_defaults(run=cmd_ls)
+    index = with_store("index", "build the store's index, or check objects against it")
+    index.add_argument("--verify", action="store_true", help="check every object against the index")
+    index.set_defaults(run=cmd_index)
     cat = with_store("cat", "print the samples of a shard")
     cat.add_argument("key")
     cat.add_argument("--json", action="store_true", help="one JSON object per line")

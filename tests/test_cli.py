@@ -75,3 +75,19 @@ def test_demo_command(tmp_path: Path) -> None:
     result = run("demo", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     assert "read:  10,000 samples" in result.stdout
+
+
+def test_index_builds_verifies_and_feeds_ls(store_path: str) -> None:
+    assert run("index", store_path, "--verify").returncode == 1  # no index yet: one clear line
+    built = run("index", store_path)
+    assert built.returncode == 0, built.stderr
+    assert "indexed 3 objects, 12 samples" in built.stderr
+    assert run("index", store_path, "--verify").returncode == 0
+    Path(store_path, "shard_001.msgpack").write_bytes(b"changed")
+    Path(store_path, "extra.msgpack").write_bytes(b"new")
+    checked = run("index", store_path, "--verify")
+    assert checked.returncode == 1
+    assert "changed:" in checked.stdout and "shard_001" in checked.stdout
+    assert "unlisted:" in checked.stdout and "extra" in checked.stdout
+    listed = run("ls", store_path)  # from the index: no object is read
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == ["shard_000", "shard_001", "shard_002"]
