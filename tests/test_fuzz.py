@@ -1,4 +1,4 @@
-"""Fuzzing: mutated real shard bytes either decode or raise the library's documented error, nothing else.
+"""Fuzzing: mutated real shard and index bytes either decode or raise the library's documented error.
 
 Marked `fuzz`; it runs in CI with every other test (10,000 examples).
 """
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from squirrel.codec import JsonlCodec, MessagepackCodec, compress, decompress
 from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMessagepackCodec
 from squirrel.errors import DecodeError
+from squirrel.index import build_index, describe, dump_index, parse_index
 from squirrel.sample import Sample
 
 
@@ -48,11 +49,16 @@ ORIGINALS = {
     for name, (codec, samples) in CODECS.items()
     for gzip in (False, True)
 }
+INDEX = dump_index(
+    build_index(".msgpack", None, [describe(f"shard_{i}", ORIGINALS[("messagepack", False)], 3) for i in range(3)])
+)
+for gzip in (False, True):
+    ORIGINALS[("index", gzip)] = compress(INDEX, "gzip" if gzip else None)
 
 
 @st.composite
 def mutations(draw: st.DrawFn) -> tuple[str, bool, bytes]:
-    name = draw(st.sampled_from(sorted(CODECS)))
+    name = draw(st.sampled_from([*sorted(CODECS), "index"]))
     gzip = draw(st.booleans())
     data = bytearray(ORIGINALS[(name, gzip)])
     for _ in range(draw(st.integers(1, 4))):
@@ -80,11 +86,14 @@ def mutations(draw: st.DrawFn) -> tuple[str, bool, bytes]:
 @given(mutations())
 def test_mutated_shards_decode_or_raise_decode_error(case: tuple[str, bool, bytes]) -> None:
     name, gzip, data = case
-    codec, _ = CODECS[name]
     source = f"fuzz://{name}/shard"
     try:
         raw = decompress(data, "gzip" if gzip else None, source, max_size=1 << 20)
-        samples = codec.decode(raw, source)
+        if name == "index":
+            index = parse_index(raw, source)
+            assert all(isinstance(entry.key, str) and entry.samples >= 0 for entry in index.entries)
+            return
+        samples = CODECS[name][0].decode(raw, source)
     except DecodeError as error:
         assert source in str(error)
         return
