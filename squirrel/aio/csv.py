@@ -9,7 +9,7 @@ flight. The url may also name a single csv file (``.../data.csv``): its one key 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -159,7 +159,8 @@ class AsyncCsvLoaderStream(AsyncLoaderStream):
 
     store: AsyncCsvStore
 
-    async def __aiter__(self) -> AsyncIterator[Sample]:
+    async def one_pass(self) -> AsyncIterator[Sample]:
+        """One pass over this reader's rows: heads fetched ahead, the rest of each object streamed."""
         plan, store = self.plan, self.store
         shuffler = None
         if plan.shuffle_item_buffer > 1:
@@ -181,6 +182,7 @@ class AsyncCsvLoader(AsyncRecordLoader):
     """
 
     store_class: ClassVar[type[AsyncRecordStore]] = AsyncCsvStore
+    stream_class: ClassVar[type[AsyncLoaderStream]] = AsyncCsvLoaderStream
     default_max_concurrency: ClassVar[int] = 8
     default_prefetch: ClassVar[int] = 8
 
@@ -196,37 +198,3 @@ class AsyncCsvLoader(AsyncRecordLoader):
     def get_store(self) -> AsyncCsvStore:
         """The loader's store, for map-style access."""
         return self._store
-
-    def get_iter(
-        self,
-        key_iterator: Iterable[str] | None = None,
-        max_concurrency: int | None = None,
-        prefetch: int | None = None,
-        shuffle_key_buffer: int = 1,
-        shuffle_item_buffer: int = 1,
-        seed: int | str | None = None,
-        epoch: int = 0,
-        split_by_rank: bool = False,
-        split_by_worker: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> AsyncCsvLoaderStream:
-        """Every row of the store (or of the shards in `key_iterator`) as a sample, streamed.
-
-        Takes the same arguments as `AsyncRecordLoader.get_iter`. `prefetch` bounds the objects whose
-        first chunk is held ahead; memory stays near ``(prefetch + 2) * CHUNK_BYTES`` plus a batch.
-        """
-        plan = self.make_plan(
-            key_iterator,
-            max_concurrency,
-            prefetch,
-            shuffle_key_buffer=shuffle_key_buffer,
-            shuffle_item_buffer=shuffle_item_buffer,
-            seed=seed,
-            epoch=epoch,
-            split_by_rank=split_by_rank,
-            split_by_worker=split_by_worker,
-            rank=rank,
-            world_size=world_size,
-        )
-        return AsyncCsvLoaderStream(self._store, plan)

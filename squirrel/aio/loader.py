@@ -191,13 +191,13 @@ class AsyncLoaderStream(AsyncComposable):
     async def _samples(self) -> AsyncIterator[Any]:
         quota = await self.plan.quota(self.store)
         if quota is None:
-            async for sample in self._one_pass():
+            async for sample in self.one_pass():
                 yield sample
             return
         produced = 0
         while produced < quota:  # "pad" repeats this reader's own samples from the start
             before = produced
-            async with closing(self._one_pass()) as samples:
+            async with closing(self.one_pass()) as samples:
                 async for sample in samples:
                     if produced == quota:
                         break
@@ -206,7 +206,8 @@ class AsyncLoaderStream(AsyncComposable):
             if produced == before:
                 return  # nothing to read at all: an empty share cannot be padded
 
-    async def _one_pass(self) -> AsyncIterator[Any]:
+    async def one_pass(self) -> AsyncIterator[Any]:
+        """One pass over this reader's samples; subclasses for other formats override this."""
         plan = self.plan
         shuffler = None
         if plan.shuffle_item_buffer > 1:
@@ -230,6 +231,7 @@ class AsyncRecordLoader:
     """Streams the samples of a record store; the base of the shard loaders."""
 
     store_class: ClassVar[type[AsyncRecordStore]] = AsyncRecordStore
+    stream_class: ClassVar[type[AsyncLoaderStream]] = AsyncLoaderStream
     default_max_concurrency: ClassVar[int] = 64
     default_prefetch: ClassVar[int] = 128
 
@@ -316,7 +318,7 @@ class AsyncRecordLoader:
             on_error=on_error,
             equalize=equalize,
         )
-        return AsyncLoaderStream(self._store, plan)
+        return self.stream_class(self._store, plan)
 
 
 class AsyncMessagepackLoader(AsyncRecordLoader):

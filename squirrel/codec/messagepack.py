@@ -26,7 +26,7 @@ import numpy as np
 
 from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
-from squirrel.sample import Sample
+from squirrel.sample import Sample, validate_key
 
 EXT_NDARRAY = 1
 EXT_NUMPY_SCALAR = 2
@@ -39,7 +39,7 @@ _DTYPE_PLAIN = 0  # dtype given by its `.str`, e.g. b"<f4"
 _DTYPE_DESCR = 1  # structured or sub-array dtype, given as a msgpack-packed numpy descr
 _ARRAY_HEAD = struct.Struct("<BBH")  # dtype encoding, ndim, dtype-bytes length
 _U64 = struct.Struct("<Q")
-_DIMS = [struct.Struct(f"<{n}Q") for n in range(33)]  # numpy allows at most 32 dimensions (64 in numpy 2)
+_DIMS = [struct.Struct(f"<{n}Q") for n in range(65)]  # numpy allows at most 32 dimensions (64 in numpy 2)
 _dtype_cache: dict[bytes, np.dtype] = {}
 
 
@@ -131,7 +131,9 @@ def _view(buffer: bytes, dtype: np.dtype, shape: tuple[int, ...], nbytes: int, s
         raise ValueError(f"array of shape {shape} and dtype {dtype} runs past the end of its data")
     if nbytes == 0 or dtype.itemsize == 0:
         return np.zeros(shape, dtype)
-    return np.ndarray(shape, dtype, buffer, start)
+    array = np.ndarray(shape, dtype, buffer, start)
+    array.flags.writeable = False  # the buffer may be a (recycled) bytearray
+    return array
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -241,7 +243,10 @@ class MessagepackCodec:
         pairs = unpack_value(data, source)
         if not isinstance(pairs, list):
             raise DecodeError(f"{source}: expected a list of [key, value] pairs, got {type(pairs).__name__}")
+        for index, pair in enumerate(pairs):
+            if type(pair) is not list or len(pair) != 2:
+                raise DecodeError(f"{source}: item {index} is not a [key, value] pair ({type(pair).__name__})")
         try:
-            return [Sample.trusted(value, key) for key, value in pairs]
+            return [Sample.trusted(value, validate_key(key)) for key, value in pairs]
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"{source}: malformed [key, value] pair ({exc})") from None

@@ -6,7 +6,7 @@ Bytes are read on the IO loop and handed over a chunk at a time; parsing runs in
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from squirrel.aio.csv import AsyncCsvLoader, AsyncCsvStore, CsvHead
@@ -59,7 +59,8 @@ class CsvLoaderStream(LoaderStream):
 
     store: AsyncCsvStore
 
-    def __iter__(self) -> Iterator[Sample]:
+    def one_pass(self) -> Iterator[Sample]:
+        """One pass over this reader's rows: heads fetched ahead on the IO loop, parsed here."""
         plan, store = self.plan, self.store
         heads = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, store.read_head)))
         batches = itertools.chain.from_iterable(decode_batches(store, head) for head in heads)
@@ -75,6 +76,7 @@ class CsvLoader(RecordLoader):
 
     async_class: ClassVar[type[AsyncRecordLoader]] = AsyncCsvLoader
     store_class: ClassVar[type[RecordStore]] = CsvStore
+    stream_class: ClassVar[type[LoaderStream]] = CsvLoaderStream
     aio: AsyncCsvLoader
 
     def __init__(
@@ -85,36 +87,3 @@ class CsvLoader(RecordLoader):
     def get_store(self) -> CsvStore:
         """The loader's store, for map-style access (`get`, `set`, `keys`)."""
         return CsvStore(self.aio.url, self.aio.compression, dtypes=self.aio.dtypes, **self.aio.storage_options)
-
-    def get_iter(
-        self,
-        key_iterator: Iterable[str] | None = None,
-        max_concurrency: int | None = None,
-        prefetch: int | None = None,
-        shuffle_key_buffer: int = 1,
-        shuffle_item_buffer: int = 1,
-        seed: int | str | None = None,
-        epoch: int = 0,
-        split_by_rank: bool = False,
-        split_by_worker: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> CsvLoaderStream:
-        """Every row of the store (or of the shards in `key_iterator`) as a sample, streamed.
-
-        Takes the same arguments as `AsyncCsvLoader.get_iter` (see there).
-        """
-        stream = self.aio.get_iter(
-            key_iterator,
-            max_concurrency,
-            prefetch,
-            shuffle_key_buffer,
-            shuffle_item_buffer,
-            seed,
-            epoch,
-            split_by_rank,
-            split_by_worker,
-            rank,
-            world_size,
-        )
-        return CsvLoaderStream(stream.store, stream.plan)

@@ -47,6 +47,13 @@ class LoaderStream(Composable):
         self.plan.epoch = epoch
 
     def __iter__(self) -> Iterator[Sample]:
+        quota = run_sync(self.plan.quota(self.store)) if self.plan.equalize else None
+        if quota is None:
+            return self.one_pass()
+        return itertools.islice(_repeat_passes(self.one_pass), quota)
+
+    def one_pass(self) -> Iterator[Sample]:
+        """One pass over this reader's samples; subclasses for other formats override this."""
         plan, store = self.plan, self.store
         pool = BufferPool(max_buffers=plan.prefetch + 4)
 
@@ -68,14 +75,8 @@ class LoaderStream(Composable):
                     raise
                 return plan.skipped(key, error)
 
-        def one_pass() -> Iterator[Sample]:
-            fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
-            return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
-
-        quota = run_sync(plan.quota(store)) if plan.equalize else None
-        if quota is None:
-            return one_pass()
-        return itertools.islice(_repeat_passes(one_pass), quota)
+        fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
+        return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
 
 
 def _repeat_passes(one_pass: Callable[[], Iterator[Sample]]) -> Iterator[Sample]:
@@ -94,6 +95,7 @@ class RecordLoader:
 
     async_class: ClassVar[type[AsyncRecordLoader]] = AsyncRecordLoader
     store_class: ClassVar[type[RecordStore]] = RecordStore
+    stream_class: ClassVar[type[LoaderStream]] = LoaderStream
 
     def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
         self.aio = self.async_class(url, compression, **storage_options)
@@ -145,4 +147,4 @@ class RecordLoader:
             on_error,
             equalize,
         ).plan
-        return LoaderStream(self.aio.get_store(), plan)
+        return self.stream_class(self.aio.get_store(), plan)
