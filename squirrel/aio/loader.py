@@ -163,11 +163,11 @@ class LoadPlan:
         return AsyncIterableSource(keys).async_map(fetch_bounded, max_concurrency=self.prefetch)
 
 
-class AsyncLoaderStream(AsyncComposable):
-    """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
+class PlannedStream:
+    """What the sync and async loader streams share: a store, a `LoadPlan`, and what they expose of it."""
 
     def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
-        super().__init__(None)
+        self.source = None
         self.store = store
         self.plan = plan
 
@@ -184,6 +184,10 @@ class AsyncLoaderStream(AsyncComposable):
     def set_epoch(self, epoch: int) -> None:
         """Use `epoch` (with the seed) for the order of the next iteration."""
         self.plan.epoch = epoch
+
+
+class AsyncLoaderStream(PlannedStream, AsyncComposable):
+    """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._samples()

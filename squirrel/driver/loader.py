@@ -13,38 +13,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.loader import AsyncRecordLoader, LoadPlan
-from squirrel.aio.record_store import AsyncRecordStore
+from squirrel.aio.loader import AsyncRecordLoader, PlannedStream
 from squirrel.driver.record import RecordStore
 from squirrel.errors import DecodeError
 from squirrel.iterstream.base import Composable
 from squirrel.iterstream.bridge import iterate_on_io_loop
-from squirrel.metrics import LoaderMetrics
 from squirrel.runtime import run_sync
 from squirrel.sample import Sample
 
 
-class LoaderStream(Composable):
+class LoaderStream(PlannedStream, Composable):
     """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
-
-    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
-        super().__init__(None)
-        self.store = store
-        self.plan = plan
-
-    @property
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits this stream applies ("rank", "worker")."""
-        return self.plan.split_kinds
-
-    @property
-    def metrics(self) -> LoaderMetrics:
-        """Objects and bytes fetched, fetches in flight and objects skipped, so far."""
-        return self.plan.metrics
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next iteration."""
-        self.plan.epoch = epoch
 
     def __iter__(self) -> Iterator[Sample]:
         quota = run_sync(self.plan.quota(self.store)) if self.plan.equalize else None
