@@ -222,7 +222,7 @@ async def test_async_leaving_early_leaks_nothing(kind: str, exit_by: str) -> Non
     assert _wait(lambda: not _new_threads(threads)), _new_threads(threads)
     assert _wait(probe.plain_settled), probe.counts
     assert _io_loop_task_count() == 0
-    assert _fd_count() == fds
+    assert _fd_count() <= fds  # a leak adds descriptors; unrelated idle connections may close meanwhile
 
 
 # --- sync face -----------------------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_sync_leaving_early_leaks_nothing(kind: str, exit_by: str) -> None:
     assert probe.plain_settled(), probe.counts
     assert _io_loop_task_count() == 0
     assert not _new_threads(threads)
-    assert _fd_count() == fds
+    assert _fd_count() <= fds  # a leak adds descriptors; unrelated idle connections may close meanwhile
 
 
 # --- a finished stream leaves nothing either -----------------------------------------------------------------------
@@ -287,7 +287,7 @@ async def test_async_finished_stream_leaks_nothing(kind: str) -> None:
     assert await _wait_async(probe.coroutines_settled), probe.counts
     assert _wait(lambda: not _new_threads(threads)), _new_threads(threads)
     assert _wait(probe.plain_settled), probe.counts
-    assert _fd_count() == fds
+    assert _fd_count() <= fds  # a leak adds descriptors; unrelated idle connections may close meanwhile
 
 
 @pytest.mark.parametrize("kind", PIPELINES)
@@ -299,4 +299,4 @@ def test_sync_finished_stream_leaks_nothing(kind: str) -> None:
     assert probe.plain_settled(), probe.counts
     assert _io_loop_task_count() == 0
     assert not _new_threads(threads)
-    assert _fd_count() == fds
+    assert _fd_count() <= fds  # a leak adds descriptors; unrelated idle connections may close meanwhile
