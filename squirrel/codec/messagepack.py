@@ -26,7 +26,7 @@ import numpy as np
 
 from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
-from squirrel.sample import Sample, validate_key
+from squirrel.sample import Sample, validate_keys
 
 EXT_NDARRAY = 1
 EXT_NUMPY_SCALAR = 2
@@ -243,10 +243,12 @@ class MessagepackCodec:
         pairs = unpack_value(data, source)
         if not isinstance(pairs, list):
             raise DecodeError(f"{source}: expected a list of [key, value] pairs, got {type(pairs).__name__}")
-        for index, pair in enumerate(pairs):
-            if type(pair) is not list or len(pair) != 2:
-                raise DecodeError(f"{source}: item {index} is not a [key, value] pair ({type(pair).__name__})")
+        if pairs and (set(map(type, pairs)) != {list} or set(map(len, pairs)) != {2}):
+            index, pair = next((i, p) for i, p in enumerate(pairs) if type(p) is not list or len(p) != 2)
+            raise DecodeError(f"{source}: item {index} is not a [key, value] pair ({type(pair).__name__})")
+        keys = [pair[0] for pair in pairs]
         try:
-            return [Sample.trusted(value, validate_key(key)) for key, value in pairs]
-        except (TypeError, ValueError) as exc:
+            validate_keys(keys)
+        except ValueError as exc:
             raise DecodeError(f"{source}: malformed [key, value] pair ({exc})") from None
+        return [Sample.trusted(value, key) for key, value in pairs]
