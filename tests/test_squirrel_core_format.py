@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from squirrel.driver import JsonlLoader, JsonlStore, MessagePackDataLoader, MessagepackStore, Sample, Shard
-from squirrel.errors import DecodeError
+from squirrel.errors import DecodeError, UnsafePayloadError
 
 DATA = Path(__file__).parent / "data" / "squirrel_core"
 
@@ -55,3 +55,31 @@ def test_a_truncated_squirrel_core_shard_is_named(tmp_path: Path) -> None:
     (tmp_path / "cut.gz").write_bytes(data[:-9])
     with pytest.raises(DecodeError, match=r"cut\.gz"):
         list(MessagepackStore(str(tmp_path), format="squirrel-core").get("cut"))
+
+
+class _Canary:
+    """Unpickling this creates a file: proof that data would have run code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_object_array_in_a_squirrel_core_shard_is_refused_not_run(tmp_path: Path) -> None:
+    import gzip
+    import pickle
+
+    import msgpack
+
+    canary = tmp_path / "canary"
+    payload = {b"nd": True, b"type": "|O", b"kind": b"O", b"shape": [1], b"data": pickle.dumps(_Canary(str(canary)))}
+    shard = msgpack.packb({"key": "evil", "image": payload}, use_bin_type=True)
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "evil.gz").write_bytes(gzip.compress(shard))
+    with pytest.raises(UnsafePayloadError, match=r"evil\.gz"):
+        MessagePackDataLoader(str(tmp_path / "store"), format="squirrel-core").get_iter().collect()
+    assert not canary.exists()
+    pickle.loads(payload[b"data"]).close()  # the same bytes, unpickled on purpose, do create it
+    assert canary.exists()
