@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from squirrel.driver import (
+    CsvLoader,
+    CsvStore,
     JsonlLoader,
     JsonlStore,
     MessagePackDataLoader,
@@ -31,6 +33,7 @@ DRIVERS: dict[str, tuple[type[RecordStore], type[RecordLoader]]] = {
     "messagepack": (MessagepackStore, MessagePackDataLoader),
     "jsonl": (JsonlStore, JsonlLoader),
     "record": (RecordStore, RecordLoader),
+    "csv": (CsvStore, CsvLoader),
 }
 
 

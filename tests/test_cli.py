@@ -91,3 +91,16 @@ def test_index_builds_verifies_and_feeds_ls(store_path: str) -> None:
     assert "unlisted:" in checked.stdout and "extra" in checked.stdout
     listed = run("ls", store_path)  # from the index: no object is read
     assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == ["shard_000", "shard_001", "shard_002"]
+
+
+def test_convert_to_csv_with_gzip(tmp_path: Path) -> None:
+    source = str(tmp_path / "source")
+    from squirrel.driver import Sample, Shard
+
+    MessagepackStore(source).set(Shard([Sample({"label": i, "name": f"n{i}"}, key=f"k{i}") for i in range(7)], key="a"))
+    target = str(tmp_path / "as-csv")
+    result = run("convert", source, target, "--to", "csv", "--to-compression", "gzip", "--shard-size", "4")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in Path(target).iterdir()) == ["shard_000000.csv.gz", "shard_000001.csv.gz"]
+    rows = run("cat", target, "shard_000001", "--driver", "csv", "--compression", "gzip", "--json")
+    assert [json.loads(line)["value"]["name"] for line in rows.stdout.splitlines()] == ["n4", "n5", "n6"]
