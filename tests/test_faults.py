@@ -173,3 +173,38 @@ def test_8_threads_and_4_processes_writing_100_shards_each_lose_nothing(where: s
     assert list(store.keys()) == [f"shard_{i:04d}" for i in range(1200)]
     for key in ("shard_0000", "shard_0777", "shard_1199"):
         assert [s.key for s in store.get(key)] == [f"w{int(key[6:])}_{j:05d}" for j in range(2)]
+
+
+def _key(sample: Sample) -> str:
+    return sample.key
+
+
+@pytest.mark.gcs
+def test_after_a_failed_pass_load_state_dict_resumes_without_repeats_or_gaps(own_server: GcsServer) -> None:
+    import torch.utils.data
+
+    own_server.create_bucket("resume")
+    url = "gs://resume/data"
+    _fill(url, 12, 50, endpoint_url=own_server.url)
+    policy = RetryPolicy(attempts=100, initial_backoff=0.05, max_backoff=0.2, request_timeout=1.0, deadline=3.0)
+
+    def dataset() -> torch.utils.data.IterableDataset:
+        loader = MessagePackDataLoader(url, endpoint_url=own_server.url, retry=policy)
+        stream = loader.get_iter(seed=1, shuffle_key_buffer=4, shuffle_item_buffer=60, prefetch=1, max_concurrency=1)
+        return stream.map(_key).to_torch_iterable()
+
+    full = [k for batch in torch.utils.data.DataLoader(dataset(), batch_size=10) for k in batch]
+    interrupted = dataset()
+    consumed, batches = [], 0
+    with pytest.raises(DeadlineExceeded):
+        for batch in torch.utils.data.DataLoader(interrupted, batch_size=10):
+            consumed.extend(batch)
+            batches += 1
+            if batches == 12:
+                own_server.kill()
+    state = interrupted.state_dict(batches_consumed=batches, batch_size=10)
+    own_server.start()
+    resumed = dataset()
+    resumed.load_state_dict(state)
+    rest = [k for batch in torch.utils.data.DataLoader(resumed, batch_size=10) for k in batch]
+    assert consumed + rest == full

@@ -79,19 +79,20 @@ class TorchIterable(torch.utils.data.IterableDataset):
     def state_dict(self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0) -> dict:
         """Where the training loop is, to resume later with `load_state_dict`.
 
-        Without workers (`num_workers=0`) the count of items this dataset yielded is exact. With workers,
-        give how many batches the loop consumed: a DataLoader takes batches from its workers in turn, so
-        worker `w` delivered batches ``w, w + n, w + 2n, ...``; this holds until a worker runs out, near
-        an epoch's end.
+        Give how many batches the loop consumed (and the DataLoader's `batch_size` and `num_workers`): a
+        DataLoader takes batches from its workers in turn, so worker `w` delivered batches
+        ``w, w + n, w + 2n, ...``; this holds until a worker runs out, near an epoch's end. Without
+        `batches_consumed` and without workers, the count of items this dataset yielded is used, which
+        overcounts a batch that failed halfway.
         """
         epoch = self._epoch.value
-        if num_workers == 0:
-            return {"epoch": epoch, "consumed": {0: self._consumed}}
         if batches_consumed is None:
-            raise ValueError("with DataLoader workers, give batches_consumed (and batch_size)")
+            if num_workers:
+                raise ValueError("with DataLoader workers, give batches_consumed (and batch_size)")
+            return {"epoch": epoch, "consumed": {0: self._consumed}}
+        readers = max(num_workers, 1)
         per_worker = {
-            w: len(range(w, batches_consumed, num_workers)) * batch_size + self._skip.get(w, 0)
-            for w in range(num_workers)
+            w: len(range(w, batches_consumed, readers)) * batch_size + self._skip.get(w, 0) for w in range(readers)
         }
         return {"epoch": epoch, "consumed": per_worker}
 
