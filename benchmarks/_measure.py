@@ -31,15 +31,27 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def rss_bytes() -> int:
-    """The resident set size of this process right now (from /proc/self/statm)."""
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[1]) * _PAGE_SIZE
+    """The resident set size of this process and its live descendants (DataLoader workers) right now."""
+    total = 0
+    pending = [os.getpid()]
+    while pending:
+        pid = pending.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as statm:
+                total += int(statm.read().split()[1]) * _PAGE_SIZE
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a child that exited meanwhile
+    return total
 
 
 def cpu_seconds() -> float:
-    """User plus system CPU time of this process so far, all threads included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User plus system CPU time of this process so far, all threads and waited-for children included."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class RssSampler:

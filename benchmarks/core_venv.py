@@ -14,7 +14,9 @@ from pathlib import Path
 
 CORE_VERSION = "0.20.2"
 CORE_VENV = Path(__file__).resolve().parent / ".core-venv"
-_STAMP = f".installed-squirrel-core-{CORE_VERSION}"
+CORE_PACKAGES = [f"squirrel-core=={CORE_VERSION}", "gcsfs"]
+"""squirrel-core, and gcsfs for its gs:// reads (the remote benchmark); pip picks a gcsfs matching its fsspec."""
+_STAMP = f".installed-squirrel-core-{CORE_VERSION}-gcsfs"
 
 
 def core_python(venv: Path = CORE_VENV) -> Path:
@@ -31,7 +33,7 @@ def ensure_core_venv(venv: Path = CORE_VENV, base_python: str = "python3") -> Pa
         shutil.rmtree(venv)
     print(f"creating {venv} with squirrel-core=={CORE_VERSION} ...", file=sys.stderr, flush=True)
     _run([base_python, "-m", "venv", str(venv)])
-    _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"squirrel-core=={CORE_VERSION}"])
+    _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *CORE_PACKAGES])
     (venv / _STAMP).touch()
     return python
 

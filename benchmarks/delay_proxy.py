@@ -88,6 +88,8 @@ class DelayProxy:
                 group.create_task(reply())
         except* (ConnectionError, OSError):
             pass
+        except* asyncio.CancelledError:
+            pass  # the proxy is shutting down
         finally:
             for writer in (client_writer, upstream_writer):
                 with contextlib.suppress(Exception):

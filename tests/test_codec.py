@@ -912,3 +912,17 @@ def test_unknown_compression_is_a_value_error(name):
         compress(b"x", name)
     with pytest.raises(ValueError, match="compression"):
         decompress(b"x", name, SOURCE)
+
+
+def test_incompressible_data_is_stored_not_deflated_and_still_gzip() -> None:
+    import gzip
+
+    from squirrel.codec import compress, decompress
+
+    random_bytes = np.random.default_rng(0).integers(0, 256, 1_000_000, dtype=np.uint8).tobytes()
+    stored = compress(random_bytes, "gzip")
+    assert gzip.decompress(stored) == random_bytes == decompress(stored, "gzip", "x")
+    assert len(stored) < len(random_bytes) * 1.01
+    text = b"squirrel " * 200_000
+    packed = compress(text, "gzip")
+    assert len(packed) < len(text) / 50 and gzip.decompress(packed) == text
