@@ -179,3 +179,12 @@ async def test_async_equalize(uneven_url: str) -> None:
             for r in range(3)
         ]
     assert len(set(counts)) == 1
+
+
+def test_log_metrics_is_a_ready_monitor_callback(messagepack_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from squirrel.metrics import log_metrics
+
+    with caplog.at_level("INFO", logger="squirrel"):
+        MessagePackDataLoader(messagepack_url).get_iter().monitor(log_metrics, every=0.0).join()
+    last = caplog.records[-1].getMessage()
+    assert "items=30" in last and "bytes_fetched=" in last and "objects_skipped=0" in last
