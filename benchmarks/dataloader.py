@@ -9,7 +9,6 @@ Each pass is a fresh process; peak RSS counts the whole process tree (workers in
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
@@ -19,7 +18,7 @@ from typing import Any
 
 from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, write_json
 from benchmarks.core_venv import ensure_core_venv
-from benchmarks.read_local import IMAGE_BYTES, REPO_ROOT, WORK, Config, config_from, ensure_dataset
+from benchmarks.read_local import IMAGE_BYTES, REPO_ROOT, WORK, Config, ensure_dataset, parse_run_args
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "dataloader.json"
 BATCH_SIZE = 64
@@ -105,16 +104,7 @@ def run_benchmark(config: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.dataloader", description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="smoke size: 2,000 samples, 1 round")
-    parser.add_argument("--rounds", type=int, help="passes per variant (default 3)")
-    parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--shard-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--pass", dest="pass_name", choices=PASSES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    config = config_from(args)
-    if not args.rounds and not os.environ.get("SQUIRREL_BENCH_ROUNDS") and not config.small:
-        config = dataclasses.replace(config, rounds=3)
+    args, config = parse_run_args(argv, "dataloader", __doc__, PASSES)
     if args.pass_name:
         print(run_pass(args.pass_name, config).to_json(), flush=True)
     else:

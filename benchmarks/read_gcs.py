@@ -44,8 +44,8 @@ from benchmarks.read_local import (
     _import_core_driver,
     _weigh_dict,
     _weigh_sample,
-    config_from,
     ensure_dataset,
+    parse_run_args,
     shard_files,
 )
 
@@ -219,17 +219,10 @@ def run_benchmark(config: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.read_gcs", description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="smoke size: 2,000 samples, 1 round")
-    parser.add_argument("--rounds", type=int, help="passes per variant (default 3)")
-    parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--shard-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--pass", dest="pass_name", choices=PASSES, help=argparse.SUPPRESS)
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    config = config_from(args)
-    if not args.rounds and not os.environ.get("SQUIRREL_BENCH_ROUNDS") and not config.small:
-        config = dataclasses.replace(config, rounds=3)
+    def endpoint_flag(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+
+    args, config = parse_run_args(argv, "read_gcs", __doc__, PASSES, configure=endpoint_flag)
     if args.pass_name:
         print(run_pass(args.pass_name, config, args.endpoint).to_json(), flush=True)
     else:

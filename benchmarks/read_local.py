@@ -422,16 +422,36 @@ def config_from(args: argparse.Namespace) -> Config:
     return Config(args.samples or default.samples, args.shard_size or default.shard_size, rounds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.read_local", description=__doc__.splitlines()[0])
+def parse_run_args(
+    argv: list[str] | None,
+    module: str,
+    doc: str,
+    passes: Iterable[str],
+    default_rounds: int = 3,
+    configure: Callable[[argparse.ArgumentParser], Any] | None = None,
+) -> tuple[argparse.Namespace, Config]:
+    """The command line every benchmark module shares (size, rounds, one hidden ``--pass``), parsed;
+    `configure` adds a module's own flags."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="smoke size: 2,000 samples, 1 round")
-    parser.add_argument("--rounds", type=int, help="passes per variant (default 5; env SQUIRREL_BENCH_ROUNDS)")
+    parser.add_argument("--rounds", type=int, help=f"passes per variant (default {default_rounds})")
     parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--shard-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--pass", dest="pass_name", choices=PASSES, help="run one pass and print its JSON line")
-    parser.add_argument("--write-core", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pass", dest="pass_name", choices=list(passes), help=argparse.SUPPRESS)
+    if configure is not None:
+        configure(parser)
     args = parser.parse_args(argv)
     config = config_from(args)
+    if not args.rounds and not os.environ.get("SQUIRREL_BENCH_ROUNDS") and not config.small:
+        config = dataclasses.replace(config, rounds=default_rounds)
+    return args, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    def write_core_flag(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--write-core", action="store_true", help=argparse.SUPPRESS)
+
+    args, config = parse_run_args(argv, "read_local", __doc__, PASSES, default_rounds=5, configure=write_core_flag)
     if args.pass_name:
         print(PASSES[args.pass_name](config).to_json(), flush=True)
     elif args.write_core:

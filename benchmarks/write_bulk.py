@@ -11,7 +11,6 @@ as its documentation suggests; the samples are generated before the timed region
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -21,7 +20,15 @@ from typing import Any
 
 from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, write_json
 from benchmarks.core_venv import ensure_core_venv
-from benchmarks.read_local import IMAGE_BYTES, REPO_ROOT, WORK, Config, _import_core_driver, config_from, shard_samples
+from benchmarks.read_local import (
+    IMAGE_BYTES,
+    REPO_ROOT,
+    WORK,
+    Config,
+    _import_core_driver,
+    parse_run_args,
+    shard_samples,
+)
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "write_bulk.json"
 CORE_WORKERS = 4
@@ -118,16 +125,7 @@ def run_benchmark(config: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.write_bulk", description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="smoke size: 2,000 samples, 1 round")
-    parser.add_argument("--rounds", type=int, help="passes per variant (default 3)")
-    parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--shard-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--pass", dest="pass_name", choices=PASSES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    config = config_from(args)
-    if not args.rounds and not os.environ.get("SQUIRREL_BENCH_ROUNDS") and not config.small:
-        config = dataclasses.replace(config, rounds=3)
+    args, config = parse_run_args(argv, "write_bulk", __doc__, PASSES)
     if args.pass_name:
         print(run_pass(args.pass_name, config).to_json(), flush=True)
     else:
