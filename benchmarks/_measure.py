@@ -231,3 +231,25 @@ def write_json(path: Path, data: Any) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps(data, indent=2) + "\n")
     temp.replace(path)
+
+
+def save_report(
+    path: Path,
+    benchmark: str,
+    config: dict[str, Any],
+    results: Mapping[str, Sequence[PassResult]],
+    started: float,
+    **figures: Any,
+) -> dict[str, Any]:
+    """Print the wall time and write the run's JSON: config, `figures` (medians, ratios, goals...), every pass."""
+    wall = time.perf_counter() - started
+    print(f"\nwall time {wall:,.1f} s; results in {path}")
+    report = {
+        "benchmark": benchmark,
+        "config": config,
+        **figures,
+        "passes": {name: [dataclasses.asdict(p) for p in passes] for name, passes in results.items()},
+        "wall_s": wall,
+    }
+    write_json(path, report)
+    return report

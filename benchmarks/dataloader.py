@@ -16,7 +16,16 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, write_json
+from benchmarks._measure import (
+    MB,
+    Goal,
+    PassResult,
+    format_table,
+    measure,
+    medians,
+    run_rounds,
+    save_report,
+)
 from benchmarks.core_venv import ensure_core_venv
 from benchmarks.read_local import IMAGE_BYTES, REPO_ROOT, WORK, Config, ensure_dataset, parse_run_args
 
@@ -87,20 +96,11 @@ def run_benchmark(config: Config) -> dict[str, Any]:
     print(f"\nmedians of {config.rounds} pass(es) each; payload {config.samples * IMAGE_BYTES / MB:,.2f} MB")
     print(format_table(rows))
     print(f"\nratio 2-workers / 1-process: {speedup:.2f}\ngoal:\n  {goal}")
-    wall = time.perf_counter() - started
     results_path = WORK / "dataloader-small.json" if config.small else RESULTS
-    print(f"\nwall time {wall:,.1f} s; results in {results_path}")
-    report = {
-        "benchmark": "dataloader",
-        "config": {**dataclasses.asdict(config), "batch_size": BATCH_SIZE, "cpus": os.cpu_count()},
-        "medians": rows,
-        "ratio": speedup,
-        "goals": [goal.to_dict()],
-        "passes": {name: [dataclasses.asdict(p) for p in passes] for name, passes in results.items()},
-        "wall_s": wall,
-    }
-    write_json(results_path, report)
-    return report
+    settings = {**dataclasses.asdict(config), "batch_size": BATCH_SIZE, "cpus": os.cpu_count()}
+    return save_report(
+        results_path, "dataloader", settings, results, started, medians=rows, ratio=speedup, goals=[goal.to_dict()]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from benchmarks._measure import (
     medians,
     rss_bytes,
     run_rounds,
-    write_json,
+    save_report,
 )
 from benchmarks.core_venv import ensure_core_venv
 from benchmarks.delay_proxy import DelayProxy
@@ -201,21 +201,10 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         f"\n{gets['gets']:,} concurrent store.get calls (async service, one loop): {gets['gets_per_s']:,.0f} gets/s, "
         f"p50 {gets['p50_ms']:.1f} ms, p99 {gets['p99_ms']:.1f} ms (each request pays {1e3 * DELAY_S:.0f} ms)"
     )
-    wall = time.perf_counter() - started
     results_path = WORK / "read_gcs-small.json" if config.small else RESULTS
-    print(f"\nwall time {wall:,.1f} s; results in {results_path}")
-    report = {
-        "benchmark": "read_gcs",
-        "config": {**dataclasses.asdict(config), "delay_s": DELAY_S, "tuned": TUNED},
-        "medians": rows,
-        "ratios": ratio,
-        "goals": [goal.to_dict() for goal in goals],
-        "concurrent_gets": gets,
-        "passes": {name: [dataclasses.asdict(p) for p in passes] for name, passes in results.items()},
-        "wall_s": wall,
-    }
-    write_json(results_path, report)
-    return report
+    settings = {**dataclasses.asdict(config), "delay_s": DELAY_S, "tuned": TUNED}
+    figures = {"medians": rows, "ratios": ratio, "goals": [goal.to_dict() for goal in goals], "concurrent_gets": gets}
+    return save_report(results_path, "read_gcs", settings, results, started, **figures)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,17 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, write_json
+from benchmarks._measure import (
+    MB,
+    Goal,
+    PassResult,
+    format_table,
+    measure,
+    medians,
+    run_rounds,
+    save_report,
+    write_json,
+)
 from benchmarks.core_venv import CORE_VERSION, ensure_core_venv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -386,32 +396,29 @@ def run_benchmark(config: Config) -> dict[str, Any]:
     print("\ngoals:")
     for goal in checked:
         print(f"  {goal}")
-    wall = time.perf_counter() - started
-    print(f"\nwall time {wall:,.1f} s; results in {config.results}")
-
-    report = {
-        "benchmark": "read_local",
-        "config": {
-            **dataclasses.asdict(config),
-            "image_shape": IMAGE_SHAPE,
-            "payload_mb": config.samples * IMAGE_BYTES / MB,
-            "prefetch": PREFETCH,
-            "shuffle_key_buffer": KEY_BUFFER,
-            "shuffle_item_buffer": ITEM_BUFFER,
-            "core_max_workers": CORE_MAX_WORKERS,
-            "ours_reader": loader,
-            "core": f"squirrel-core {CORE_VERSION} MessagepackDriver (gzip msgpack + msgpack-numpy)",
-            "shard_bytes": {fmt: mean_shard_bytes(config, fmt) for fmt in FORMATS},
-        },
-        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
-        "medians": rows,
-        "ratios": ratio,
-        "goals": [goal.to_dict() for goal in checked],
-        "passes": {name: [dataclasses.asdict(p) for p in passes] for name, passes in results.items()},
-        "wall_s": wall,
+    settings = {
+        **dataclasses.asdict(config),
+        "image_shape": IMAGE_SHAPE,
+        "payload_mb": config.samples * IMAGE_BYTES / MB,
+        "prefetch": PREFETCH,
+        "shuffle_key_buffer": KEY_BUFFER,
+        "shuffle_item_buffer": ITEM_BUFFER,
+        "core_max_workers": CORE_MAX_WORKERS,
+        "ours_reader": loader,
+        "core": f"squirrel-core {CORE_VERSION} MessagepackDriver (gzip msgpack + msgpack-numpy)",
+        "shard_bytes": {fmt: mean_shard_bytes(config, fmt) for fmt in FORMATS},
     }
-    write_json(config.results, report)
-    return report
+    return save_report(
+        config.results,
+        "read_local",
+        settings,
+        results,
+        started,
+        environment={"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
+        medians=rows,
+        ratios=ratio,
+        goals=[goal.to_dict() for goal in checked],
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:

@@ -18,7 +18,16 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, write_json
+from benchmarks._measure import (
+    MB,
+    Goal,
+    PassResult,
+    format_table,
+    measure,
+    medians,
+    run_rounds,
+    save_report,
+)
 from benchmarks.core_venv import ensure_core_venv
 from benchmarks.read_local import (
     IMAGE_BYTES,
@@ -108,20 +117,12 @@ def run_benchmark(config: Config) -> dict[str, Any]:
     print("\ngoals:")
     for goal in goals:
         print(f"  {goal}")
-    wall = time.perf_counter() - started
     results_path = WORK / "write_bulk-small.json" if config.small else RESULTS
-    print(f"\nwall time {wall:,.1f} s; results in {results_path}")
-    report = {
-        "benchmark": "write_bulk",
-        "config": {**dataclasses.asdict(config), "core_workers": CORE_WORKERS, "cpus": os.cpu_count()},
-        "medians": rows,
-        "ratios": ratio,
-        "goals": [goal.to_dict() for goal in goals],
-        "passes": {name: [dataclasses.asdict(p) for p in passes] for name, passes in results.items()},
-        "wall_s": wall,
-    }
-    write_json(results_path, report)
-    return report
+    settings = {**dataclasses.asdict(config), "core_workers": CORE_WORKERS, "cpus": os.cpu_count()}
+    goal_list = [goal.to_dict() for goal in goals]
+    return save_report(
+        results_path, "write_bulk", settings, results, started, medians=rows, ratios=ratio, goals=goal_list
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
