@@ -1,10 +1,15 @@
-"""Fixtures: store URLs on local disk, memory:// and gs:// (a real fake-gcs-server process on loopback)."""
+"""Fixtures: store URLs on local disk, memory:// and gs:// (a real fake-gcs-server process on loopback).
+
+The GCS server starts lazily, the first time a test asks for `gcs_server`, `gcs_bucket`, `gcs_url` or the
+"gcs" case of `store_url`; tests that use none of them never start it.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -31,7 +36,7 @@ def gcs_server() -> Iterator[GcsServer]:
 
 @pytest.fixture
 def gcs_bucket(gcs_server: GcsServer) -> str:
-    """A fresh bucket on the server."""
+    """The name of a fresh, empty bucket on the session's server."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     gcs_server.create_bucket(name)
     return name
@@ -39,20 +44,23 @@ def gcs_bucket(gcs_server: GcsServer) -> str:
 
 @pytest.fixture
 def gcs_url(gcs_bucket: str) -> str:
-    """A store root in a fresh bucket."""
+    """A store root in a fresh bucket: ``gs://<bucket>/store``."""
     return f"gs://{gcs_bucket}/store"
 
 
-@pytest.fixture(params=["local", "memory", pytest.param("gcs", marks=pytest.mark.gcs)])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A fresh, empty store root on each kind of filesystem."""
+@pytest.fixture(
+    params=["local", "memory", pytest.param("gcs", marks=pytest.mark.gcs)],
+    ids=["local", "memory", "gcs"],
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty (not yet existing) store root on local disk, memory:// or gs://."""
     if request.param == "local":
         yield str(tmp_path / "store")
     elif request.param == "memory":
-        root = f"test-{uuid.uuid4().hex}"
-        yield f"memory://{root}/store"
+        root = f"/test-{uuid.uuid4().hex}"
+        yield f"memory://{root.lstrip('/')}/store"
         memory = fsspec.filesystem("memory")
-        if memory.exists(f"/{root}"):
-            memory.rm(f"/{root}", recursive=True)
+        if memory.exists(root):
+            memory.rm(root, recursive=True)
     else:
         yield request.getfixturevalue("gcs_url")
