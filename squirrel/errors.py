@@ -20,3 +20,33 @@ class UnsafePayloadError(DecodeError):
 
 class EncodeError(SquirrelError, TypeError):
     """A value cannot be written by a codec (an object array, a type the format cannot hold)."""
+
+
+class StoreUnavailable(SquirrelError, ConnectionError):
+    """A request to a store kept failing transiently (endpoint unreachable, connection dropped, HTTP 408, 429
+    or 5xx) until its `RetryPolicy` gave up.
+
+    The message names the request (object URL, store URL and gs:// endpoint), the attempts made, the seconds
+    spent and the last error, which is also chained as ``__cause__``. A `ConnectionError` (so an `OSError`),
+    so ``except OSError`` clauses written for the raw network errors still catch it.
+    """
+
+    def __init__(self, message: str, *, request: str = "", attempts: int = 0, elapsed: float = 0.0) -> None:
+        super().__init__(message)
+        self.request = request
+        """The request that failed, as its caller named it (what it did to which object of which store)."""
+        self.attempts = attempts
+        """Attempts made, the first included."""
+        self.elapsed = elapsed
+        """Seconds from the first attempt to giving up."""
+
+
+class StoreTimeout(StoreUnavailable, TimeoutError):
+    """Retries of a store request ran out of time: its last attempt timed out, or the overall deadline passed.
+
+    Also a `TimeoutError`, so ``except TimeoutError`` keeps catching a request that hangs.
+    """
+
+
+class DeadlineExceeded(StoreTimeout):
+    """A request kept failing (or hanging) until the overall deadline of its `RetryPolicy` passed."""

@@ -21,6 +21,7 @@ from squirrel.buffers import ShardInterleaver, make_numpy_rng
 from squirrel.codec import Codec
 from squirrel.codec.base import Buffer
 from squirrel.codec.csv import CsvCodec, CsvDecoder, Dtypes
+from squirrel.errors import StoreUnavailable
 from squirrel.sample import Sample, validate_key
 
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -91,7 +92,7 @@ class AsyncCsvStore(AsyncRecordStore):
         if self.file_key is None:
             return await super().list_keys()
         fs = self._fs()
-        return [self.file_key] if await fs._exists(self._root) else []
+        return [self.file_key] if await self._request(self.url, fs._exists, self._root) else []
 
     def decoder(self, key: str) -> CsvDecoder:
         """An incremental decoder for the object `key` (pure: feed it chunks in order)."""
@@ -106,11 +107,14 @@ class AsyncCsvStore(AsyncRecordStore):
         fs = self._fs()
         path = self._path(key)
         try:
-            data = await fs._cat_file(path, start=0, end=CHUNK_BYTES)
+            data = await self._request(self.object_url(key), fs._cat_file, path, start=0, end=CHUNK_BYTES)
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r} (looked for {self.object_url(key)})") from None
+        except StoreUnavailable:
+            raise  # retries already ran out: asking for the size would only wait as long again
         except Exception:
-            if (await fs._info(path))["size"]:  # some stores (GCS) refuse any range of an empty object
+            # some stores (GCS) refuse any range of an empty object
+            if (await self._request(self.object_url(key), fs._info, path))["size"]:
                 raise
             data = b""
         return CsvHead(key, data, complete=len(data) < CHUNK_BYTES)
@@ -121,13 +125,14 @@ class AsyncCsvStore(AsyncRecordStore):
         async def spans() -> AsyncIterator[tuple[int, int]]:
             if head.complete:
                 return
-            size = (await self._fs()._info(self._path(head.key)))["size"]
+            size = (await self._request(self.object_url(head.key), self._fs()._info, self._path(head.key)))["size"]
             for start in range(len(head.data), size, CHUNK_BYTES):
                 yield start, min(start + CHUNK_BYTES, size)
 
         async def read(span: tuple[int, int]) -> bytes:
             start, end = span
-            return await self._fs()._cat_file(self._path(head.key), start=start, end=end)
+            path = self._path(head.key)
+            return await self._request(self.object_url(head.key), self._fs()._cat_file, path, start=start, end=end)
 
         return AsyncIterableSource(spans).async_map(read, max_concurrency=CHUNKS_IN_FLIGHT)
 

@@ -34,20 +34,46 @@ def is_local(fs: AsyncFileSystem) -> bool:
     return isinstance(getattr(fs, "sync_fs", None), LocalFileSystem)
 
 
-def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
-    """Pick gcsfs's plain class when an endpoint is given: its default class asks Google's gRPC control
-    API about each bucket and retries for a minute when that is unreachable (a local server)."""
-    import gcsfs.core
+CONNECT_TIMEOUT = 10.0
+"""Seconds gcsfs may take to open a TCP connection, unless ``requests_timeout`` is given: an endpoint that
+drops packets then fails each attempt in seconds (aiohttp's default under gcsfs is to wait for the OS,
+about two minutes), and squirrel's `RetryPolicy` decides whether to try again."""
 
-    endpoint = options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
-    options = {"use_listings_cache": False, **options}
+
+def gcs_endpoint(storage_options: dict[str, Any]) -> str | None:
+    """The endpoint a gs:// store talks to when one is set (``endpoint_url``, else ``STORAGE_EMULATOR_HOST``),
+    as a URL; None for Google's own."""
+    endpoint = storage_options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
     if not endpoint:
-        return fsspec.get_filesystem_class("gs"), options
+        return None
     if "://" not in endpoint:
         endpoint = f"http://{endpoint}"
+    return endpoint.rstrip("/")
+
+
+def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """Pick gcsfs's plain class when an endpoint is given: its default class asks Google's gRPC control
+    API about each bucket and retries for a minute when that is unreachable (a local server).
+
+    Either way the class is squirrel's subclass (`squirrel.aio.gcs`), whose requests are retried by the
+    store's `RetryPolicy` alone, with a connect timeout of `CONNECT_TIMEOUT`.
+    """
+    import aiohttp
+    import gcsfs.core
+
+    from squirrel.aio.gcs import policy_retried_class
+
+    endpoint = gcs_endpoint(options)
+    options = {
+        "use_listings_cache": False,
+        "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+        **options,
+    }
+    if not endpoint:
+        return policy_retried_class(fsspec.get_filesystem_class("gs")), options
     options.setdefault("token", "anon")
-    options["endpoint_url"] = endpoint.rstrip("/")
-    return gcsfs.core.GCSFileSystem, options
+    options["endpoint_url"] = endpoint
+    return policy_retried_class(gcsfs.core.GCSFileSystem), options
 
 
 def filesystem_class_and_options(protocol: str, storage_options: dict[str, Any]) -> tuple[type, dict[str, Any]]:

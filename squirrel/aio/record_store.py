@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from fsspec.asyn import AsyncFileSystem
 
 from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.fs import acquire_filesystem, is_local, release_filesystem, split_protocol
+from squirrel.aio.fs import acquire_filesystem, gcs_endpoint, is_local, release_filesystem, split_protocol
 from squirrel.aio.retry import NO_RETRY, RetryPolicy, with_retries
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
@@ -57,6 +57,15 @@ MAX_CONCURRENT_WRITES = 64
 
 CHECKSUM_IN_THREAD_BYTES = 8 * 1024 * 1024
 """Objects at least this large are checksummed in a worker thread (crc32c runs at ~15 GB/s)."""
+
+_VERBS = {
+    "_cat_file": "reading",
+    "_pipe_file": "writing",
+    "_ls": "listing",
+    "_exists": "looking up",
+    "_info": "looking up",
+}
+"""How an error names what a filesystem method was doing."""
 
 
 class AsyncRecordStore:
@@ -151,9 +160,19 @@ class AsyncRecordStore:
         """The full URL of the store's index."""
         return f"{self.url}/{INDEX_NAME}"
 
-    async def _request(self, what: str, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """``await method(*args, **kwargs)`` under the store's retry policy; `what` names it in errors."""
-        return await with_retries(lambda: method(*args, **kwargs), self.retry, what)
+    def _location(self) -> str:
+        """The store's URL, with the endpoint it talks to for gs:// when one is set (for error messages)."""
+        endpoint = gcs_endpoint(self.storage_options) if self._protocol in ("gs", "gcs") else None
+        return f"store {self.url} at {endpoint}" if endpoint else f"store {self.url}"
+
+    async def _request(self, url: str, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """``await method(*args, **kwargs)`` under the store's retry policy, the only layer that retries it.
+
+        `url` (the object's, or the store's for a listing) names the request in the error raised when retries
+        run out, with the store and its endpoint: see `squirrel.aio.retry.with_retries`.
+        """
+        verb = _VERBS.get(method.__name__, method.__name__.strip("_"))
+        return await with_retries(lambda: method(*args, **kwargs), self.retry, f"{verb} {url} ({self._location()})")
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -170,7 +189,7 @@ class AsyncRecordStore:
             if pool is not None and is_local(fs):
                 data = await asyncio.to_thread(pool.read_file, path)
             else:
-                data = await self._request(path, fs._cat_file, path)
+                data = await self._request(self.object_url(key), fs._cat_file, path)
         except FileNotFoundError:
             message = f"no key {key!r} in {self!r} (looked for {self.object_url(key)})"
             if index is not None and key in index:
@@ -226,7 +245,7 @@ class AsyncRecordStore:
         """The stored size of every object under the root, by key, from a listing (never from the index)."""
         fs = self._fs()
         try:
-            infos = await self._request(self._root, fs._ls, self._root, detail=True)
+            infos = await self._request(self.url, fs._ls, self._root, detail=True)
         except FileNotFoundError:
             await self._check_root_reachable(fs)
             return {}
@@ -246,7 +265,7 @@ class AsyncRecordStore:
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
         path = self._path(key)
-        return await self._request(path, self._fs()._exists, path)
+        return await self._request(self.object_url(key), self._fs()._exists, path)
 
     # -- index ---------------------------------------------------------------------------------
 
@@ -312,7 +331,7 @@ class AsyncRecordStore:
     async def _read_unverified(self, key: str) -> bytes:
         try:
             path = self._path(key)
-            return await self._request(path, self._fs()._cat_file, path)
+            return await self._request(self.object_url(key), self._fs()._cat_file, path)
         except FileNotFoundError:
             raise KeyError(f"{self.object_url(key)} was deleted while the index was being written") from None
 
@@ -321,7 +340,7 @@ class AsyncRecordStore:
         if self._protocol in LOCAL_PROTOCOLS:
             return
         bucket = self._root.split("/", 1)[0]
-        if not await self._request(bucket, fs._exists, bucket):
+        if not await self._request(f"{self._protocol}://{bucket}", fs._exists, bucket):
             raise FileNotFoundError(f"bucket {bucket!r} of store {self.url} does not exist")
 
     # -- writing -------------------------------------------------------------------------------
@@ -365,7 +384,7 @@ class AsyncRecordStore:
         if is_local(fs):
             return await asyncio.to_thread(self._encode_and_write_local, key, path, samples)
         data, entry = await asyncio.to_thread(self._encode_and_describe, key, samples)
-        await self._request(path, fs._pipe_file, path, data)
+        await self._request(self.object_url(key), fs._pipe_file, path, data)
         return entry
 
     def _encode_and_describe(self, key: str, samples: Sequence[Sample]) -> tuple[bytes, IndexEntry]:
@@ -382,7 +401,8 @@ class AsyncRecordStore:
         if is_local(fs):
             await asyncio.to_thread(write_local_atomically, path, data)
         else:
-            await self._request(path, fs._pipe_file, path, data)  # an upload is published whole or not at all
+            # an upload is published whole or not at all
+            await self._request(self.url + path.removeprefix(self._root), fs._pipe_file, path, data)
 
     async def cleanup(self, older_than: float = 3600.0) -> list[str]:
         """Remove what crashed writers left behind, and return the paths removed.
@@ -400,7 +420,7 @@ class AsyncRecordStore:
         """Remove the object stored under `key`; `KeyError` if there is none."""
         try:
             path = self._path(key)
-            await self._request(path, self._fs()._rm_file, path)
+            await self._request(self.object_url(key), self._fs()._rm_file, path)
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r}") from None
 

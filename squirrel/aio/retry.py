@@ -1,85 +1,156 @@
 """Retries for object-store requests: capped exponential backoff with jitter, a per-attempt timeout and an
 overall deadline. Transient failures (timeouts, dropped connections, HTTP 408/429/5xx) are retried;
 permanent ones (missing objects, permissions, bad data) are raised at once.
+
+`with_retries` is the only retry layer a store request goes through: while it runs a request, the
+filesystems squirrel opens try each HTTP call once (`policy_retries_active`; see `squirrel.aio.gcs`), so
+gcsfs's own retries never multiply the policy's. When retries run out the error is a `StoreUnavailable`
+(a `ConnectionError`), a `StoreTimeout` (also a `TimeoutError`) when the last attempt timed out, or a
+`DeadlineExceeded` when the deadline passed; each names the request and chains the last error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from squirrel.errors import SquirrelError
+from squirrel.errors import DeadlineExceeded, StoreTimeout, StoreUnavailable
+
+__all__ = [
+    "NO_RETRY",
+    "DeadlineExceeded",
+    "RetryPolicy",
+    "StoreTimeout",
+    "StoreUnavailable",
+    "is_transient",
+    "policy_retries_active",
+    "with_retries",
+]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 TRANSIENT_HTTP_CODES = frozenset({408, 429, 500, 502, 503, 504})
 
+_policy_retries = contextvars.ContextVar("squirrel_policy_retries", default=False)
 
-class DeadlineExceeded(SquirrelError, TimeoutError):
-    """A request kept failing (or hanging) until its overall deadline passed."""
+
+def policy_retries_active() -> bool:
+    """Whether the running request is retried by `with_retries`, so lower layers should try it only once."""
+    return _policy_retries.get()
 
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try one request. The defaults suit a cloud bucket; tests shrink them."""
+    """How hard to try one request. The defaults suit a cloud bucket; tests shrink them.
+
+    Why these numbers. Between attempts the policy waits 0.5, 1, 2, 4, 8, 8, 8 s, each with equal jitter
+    (half of it fixed, half random), so 8 attempts spread over 15.75 to 31.5 s of waiting. A cloud bucket's
+    transient errors (GCS's 503 and 429 when a bucket or object is hot, 5xx on a backend restart) come in
+    bursts of seconds, and GCS asks for exponential backoff from about 1 s: a burst of up to 15 s is
+    always ridden out, most up to 30 s (gcsfs's own budget, which this replaces, was about 34 s).
+    An endpoint that refuses connections (server down, a wrong ``endpoint_url`` or
+    ``STORAGE_EMULATOR_HOST``, a dead port) costs nothing per attempt, so it fails after those 16 to 32 s,
+    not minutes. `request_timeout` lets one attempt move a large shard over a slow link; `deadline`
+    bounds everything, an endpoint that drops packets or a server that accepts and never answers included.
+    """
 
     attempts: int = 8
     """Tries in all, the first included."""
-    initial_backoff: float = 0.2
-    max_backoff: float = 10.0
+    initial_backoff: float = 0.5
+    """Longest wait before the first retry (seconds); it doubles with each further retry."""
+    max_backoff: float = 8.0
+    """Longest wait between two attempts (seconds)."""
     request_timeout: float | None = 120.0
     """Longest a single attempt may take (None: no limit)."""
-    deadline: float | None = 600.0
-    """Longest all attempts together may take (None: no limit)."""
+    deadline: float | None = 180.0
+    """Longest all attempts together may take, waits included (None: no limit)."""
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Sleep before retry number `attempt` (1-based): full jitter under a capped exponential."""
-        return rng.uniform(0, min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
+        """Sleep before retry number `attempt` (1-based): equal jitter under a capped exponential.
+
+        Half the cap is always waited, so retries spread over a predictable window; the random half keeps
+        many clients that failed together from retrying in lockstep.
+        """
+        cap = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        return cap / 2 + rng.uniform(0, cap / 2)
 
 
 NO_RETRY = RetryPolicy(attempts=1, request_timeout=None, deadline=None)
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether `error` may go away if the same request is simply tried again."""
+    """Whether `error` may go away if the same request is simply tried again.
+
+    An error whose retries already ran out (`StoreUnavailable`) is not: retrying it would nest retries.
+    """
+    if isinstance(error, StoreUnavailable):
+        return False
     if isinstance(error, FileNotFoundError | PermissionError | FileExistsError | IsADirectoryError):
         return False
     if isinstance(error, TimeoutError | ConnectionError):
         return True
     code = getattr(error, "code", None) or getattr(error, "status", None)
     if isinstance(code, int):
-        return code in TRANSIENT_HTTP_CODES
+        # gcsfs: an expired token answers 401 "Invalid Credentials" until it is refreshed
+        return code in TRANSIENT_HTTP_CODES or (code == 401 and "Invalid Credentials" in str(error))
+    package = type(error).__module__.split(".")[0]
+    if package in ("gcsfs", "google"):
+        from gcsfs.retry import is_retriable  # already imported: the error came from there
+
+        return is_retriable(error)  # a token refresh failing, a checksum mismatch
     # client-side connection, payload and protocol errors of the HTTP libraries fsspec uses
-    return type(error).__module__.split(".")[0] in ("aiohttp", "requests")
+    return package in ("aiohttp", "requests")
+
+
+def _describe(error: BaseException, limit: float | None) -> str:
+    if isinstance(error, TimeoutError) and not str(error) and limit is not None:
+        return f"TimeoutError: no answer within {limit:.3g} s"
+    return f"{type(error).__name__}: {error}"
 
 
 async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
-    """Run ``await request()`` under `policy`; `what` names the request in the final error."""
+    """Run ``await request()`` under `policy`; `what` names the request (its URL, say) in the final error.
+
+    Permanent errors are raised unchanged at once. Transient ones are retried; when attempts or time run
+    out, a `StoreUnavailable`, `StoreTimeout` or `DeadlineExceeded` naming `what` is raised from the last.
+    """
     started = time.monotonic()
     rng = random.Random()
-    for attempt in range(1, policy.attempts + 1):
-        limits = [policy.request_timeout]
-        if policy.deadline is not None:
-            limits.append(policy.deadline - (time.monotonic() - started))
-        limit = min((t for t in limits if t is not None), default=None)
-        try:
-            async with asyncio.timeout(limit):
-                return await request()
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            if attempt == policy.attempts:
-                raise
-            elapsed = time.monotonic() - started
-            pause = policy.backoff(attempt, rng)
-            if policy.deadline is not None and elapsed + pause >= policy.deadline:
-                raise DeadlineExceeded(
-                    f"{what}: still failing after {elapsed:.1f} s and {attempt} attempts "
-                    f"({type(error).__name__}: {error})"
-                ) from error
-            await asyncio.sleep(pause)
+    token = _policy_retries.set(True)
+    try:
+        for attempt in range(1, policy.attempts + 1):
+            limits = [policy.request_timeout]
+            if policy.deadline is not None:
+                limits.append(policy.deadline - (time.monotonic() - started))
+            limit = min((t for t in limits if t is not None), default=None)
+            try:
+                async with asyncio.timeout(limit):
+                    return await request()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                elapsed = time.monotonic() - started
+                tried = f"{attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} s"
+                last = _describe(error, limit)
+                details = {"request": what, "attempts": attempt, "elapsed": elapsed}
+                pause = 0.0 if attempt == policy.attempts else policy.backoff(attempt, rng)
+                if policy.deadline is not None and elapsed + pause >= policy.deadline:
+                    raise DeadlineExceeded(
+                        f"{what}: out of time (deadline {policy.deadline:g} s) after {tried}; last error: {last}",
+                        **details,
+                    ) from error
+                if attempt == policy.attempts:
+                    kind = StoreTimeout if isinstance(error, TimeoutError) else StoreUnavailable
+                    raise kind(f"{what}: gave up after {tried}; last error: {last}", **details) from error
+                logger.debug("%s: attempt %d failed (%s); retrying in %.2f s", what, attempt, last, pause)
+                await asyncio.sleep(pause)
+    finally:
+        _policy_retries.reset(token)
     raise AssertionError("unreachable")
