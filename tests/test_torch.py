@@ -9,7 +9,7 @@ import torch.utils.data
 
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.iterstream import IterableSource
-from tests.helpers import make_shards
+from tests.helpers import make_samples, make_shards
 
 SHARDS, PER_SHARD = 12, 5
 
@@ -178,3 +178,66 @@ def test_resume_through_workers_gives_the_exact_remainder(dataset_url: str) -> N
     assert len(set(consumed) & set(rest)) == 0
     assert sorted(consumed + rest) == every_key()
     assert state["epoch"] == 3
+
+
+@pytest.fixture(scope="module")
+def uneven_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Shards of very different sizes, so DataLoader workers run out at different batches."""
+    url = str(tmp_path_factory.mktemp("uneven") / "store")
+    store = MessagepackStore(url)
+    for i, size in enumerate([9, 1, 1, 9, 1, 1, 5]):
+        store.set(Shard(make_samples(size, prefix=f"u{i}_"), key=f"shard_{i:03d}"))
+    return url
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
+def test_resume_through_workers_is_exact_up_to_the_last_batch(uneven_url: str) -> None:
+    def fresh() -> torch.utils.data.IterableDataset:
+        stream = MessagePackDataLoader(uneven_url).get_iter(split_by_worker=True, seed=5, shuffle_item_buffer=9)
+        dataset = stream.map(sample_key).to_torch_iterable()
+        dataset.set_epoch(2)
+        return dataset
+
+    options = {"batch_size": 4, "num_workers": 3, "multiprocessing_context": "fork"}
+    full = [key for batch in torch.utils.data.DataLoader(fresh(), **options) for key in batch]
+    total_batches = -(-len(full) // 4) + 2  # at least: the three workers' last batches are partial
+    assert sorted(full) == sorted(set(full)) and len(full) == 27
+    for stop in range(1, total_batches + 1):
+        dataset = fresh()
+        consumed: list[str] = []
+        batches = 0
+        for batch in torch.utils.data.DataLoader(dataset, **options):
+            consumed.extend(batch)
+            batches += 1
+            if batches == stop:
+                break
+        state = dataset.state_dict(batches_consumed=batches, batch_size=4, num_workers=3)
+        resumed = fresh()
+        resumed.load_state_dict(state)
+        rest = [key for batch in torch.utils.data.DataLoader(resumed, **options) for key in batch]
+        assert sorted(consumed + rest) == sorted(full), f"resumed after {batches} batches"
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_resume_skips_in_the_resumed_epoch_only(dataset_url: str, num_workers: int) -> None:
+    def fresh() -> torch.utils.data.IterableDataset:
+        stream = MessagePackDataLoader(dataset_url).get_iter(split_by_worker=True, seed=1, shuffle_item_buffer=7)
+        return stream.map(sample_key).to_torch_iterable()
+
+    dataset = fresh()
+    dataset.set_epoch(3)
+    consumed = []
+    for batches, batch in enumerate(torch.utils.data.DataLoader(dataset, 4, num_workers=num_workers), start=1):
+        consumed.extend(batch)
+        if batches == 3:
+            break
+    resumed = fresh()
+    resumed.load_state_dict(dataset.state_dict(batches_consumed=3, batch_size=4, num_workers=num_workers))
+    options = {"num_workers": num_workers, "persistent_workers": bool(num_workers)}
+    loader = torch.utils.data.DataLoader(resumed, 4, **options)
+    rest = [key for batch in loader for key in batch]
+    assert sorted(consumed + rest) == every_key()
+    resumed.set_epoch(4)
+    assert sorted(key for batch in loader for key in batch) == every_key()
+    resumed.set_epoch(3)  # the resumed epoch again, from its start: a resume is used once per epoch run
+    assert len([key for batch in loader for key in batch]) == len(rest)

@@ -32,6 +32,10 @@ def split_kinds(stream: Composable) -> frozenset[str]:
     return kinds
 
 
+MAX_WORKERS = 1024
+"""Most DataLoader workers a `TorchIterable` tracks (one shared 8-byte slot each)."""
+
+
 class TorchIterable(torch.utils.data.IterableDataset):
     """An `IterableDataset` over a squirrel stream, for `DataLoader` workers and DDP ranks.
 
@@ -39,13 +43,18 @@ class TorchIterable(torch.utils.data.IterableDataset):
       would see every sample).
     - `set_epoch(n)` reaches the loader in every worker, persistent workers included.
     - `state_dict()` / `load_state_dict()` resume mid-epoch with no sample repeated or skipped, for the
-      same seed, epoch, world size and worker count.
+      same seed, epoch, world size and worker count, up to the last batch of the epoch.
     """
 
     def __init__(self, stream: Composable) -> None:
         super().__init__()
         self.stream = stream
-        self._epoch = multiprocessing.get_context().Value("q", _epoch_of(stream), lock=False)
+        context = multiprocessing.get_context()
+        self._epoch = context.Value("q", _epoch_of(stream), lock=False)
+        # Where each worker's iteration ended (items, skipped ones included), -1 while it runs: shared
+        # memory, so the main process knows which workers ran out and the DataLoader skipped.
+        self._ends = context.Array("q", [-1] * MAX_WORKERS, lock=False)
+        self._resume_epoch: int | None = None
         self._skip: dict[int, int] = {}
         self._consumed = 0
 
@@ -54,6 +63,8 @@ class TorchIterable(torch.utils.data.IterableDataset):
         self._epoch.value = epoch
 
     def __iter__(self) -> Iterator[Any]:
+        # Not a generator: the checks and the reset of this worker's end run when the DataLoader asks
+        # for the iterator (at the start of an epoch), not at its first batch.
         worker, num_workers = worker_and_num_workers()
         _, world_size = rank_and_world_size()
         kinds = split_kinds(self.stream)
@@ -67,39 +78,78 @@ class TorchIterable(torch.utils.data.IterableDataset):
                 f"{world_size} ranks would each read every sample: split upstream with "
                 "get_iter(split_by_rank=True) or .split_by_rank_pytorch()"
             )
+        if num_workers > MAX_WORKERS:
+            raise RuntimeError(f"{num_workers} DataLoader workers: at most {MAX_WORKERS} are supported")
+        epoch = self._epoch.value
         for stage in stages(self.stream):
             if hasattr(stage, "set_epoch"):
-                stage.set_epoch(self._epoch.value)
-        skip = self._skip.get(worker, 0)
+                stage.set_epoch(epoch)
+        self._ends[worker] = -1
+        return self._items(worker, self._skips(epoch).get(worker, 0))
+
+    def _items(self, worker: int, skip: int) -> Iterator[Any]:
         self._consumed = skip
         for item in itertools.islice(self.stream, skip, None):
             self._consumed += 1
             yield item
+        self._ends[worker] = self._consumed
+
+    def _skips(self, epoch: int) -> dict[int, int]:
+        """Items each worker skips in `epoch`: those consumed before a resume, in the resumed epoch only."""
+        return self._skip if epoch == self._resume_epoch else {}
 
     def state_dict(self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0) -> dict:
         """Where the training loop is, to resume later with `load_state_dict`.
 
-        Give how many batches the loop consumed (and the DataLoader's `batch_size` and `num_workers`): a
-        DataLoader takes batches from its workers in turn, so worker `w` delivered batches
-        ``w, w + n, w + 2n, ...``; this holds until a worker runs out, near an epoch's end. Without
-        `batches_consumed` and without workers, the count of items this dataset yielded is used, which
-        overcounts a batch that failed halfway.
+        Give how many batches the loop consumed in this epoch, and the DataLoader's `batch_size` (None
+        counts as 1) and `num_workers`. A DataLoader takes batches from its workers in turn and passes
+        over a worker once it ran out; each worker records where it ended, so the count is exact to the
+        epoch's last batch (with the DataLoader's default ``in_order=True``). Without `batches_consumed`
+        and without workers, the count of items this dataset yielded is used, which overcounts a batch
+        that failed halfway.
         """
         epoch = self._epoch.value
         if batches_consumed is None:
             if num_workers:
                 raise ValueError("with DataLoader workers, give batches_consumed (and batch_size)")
             return {"epoch": epoch, "consumed": {0: self._consumed}}
-        readers = max(num_workers, 1)
-        per_worker = {
-            w: len(range(w, batches_consumed, readers)) * batch_size + self._skip.get(w, 0) for w in range(readers)
-        }
-        return {"epoch": epoch, "consumed": per_worker}
+        size = batch_size or 1
+        readers = range(max(num_workers, 1))
+        starts = {w: self._skips(epoch).get(w, 0) for w in readers}
+        ends = {w: self._ends[w] for w in readers}
+        batches = {w: -(-(ends[w] - starts[w]) // size) if ends[w] >= 0 else batches_consumed for w in readers}
+        taken = batches_taken(batches, batches_consumed)
+        consumed = {w: starts[w] + taken[w] * size for w in readers}
+        return {"epoch": epoch, "consumed": {w: min(n, ends[w]) if ends[w] >= 0 else n for w, n in consumed.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from `state_dict()`: same epoch, and each worker skips what was already consumed."""
         self.set_epoch(int(state["epoch"]))
+        self._resume_epoch = int(state["epoch"])
         self._skip = {int(w): int(n) for w, n in state["consumed"].items()}
+
+
+def batches_taken(batches: dict[int, int], consumed: int) -> dict[int, int]:
+    """How many of its batches each worker delivered when a DataLoader handed out `consumed` batches.
+
+    `batches[w]` is how many batches worker `w` has in the epoch. The DataLoader goes round the workers
+    in order and passes over those that ran out, so after `r` full rounds it handed out
+    ``sum(min(b, r))`` batches; the next round gives one more to each worker that still has some.
+    """
+    low, high = 0, consumed  # the most full rounds that fit in `consumed`
+    while low < high:
+        middle = (low + high + 1) // 2
+        if sum(min(b, middle) for b in batches.values()) <= consumed:
+            low = middle
+        else:
+            high = middle - 1
+    taken = {w: min(b, low) for w, b in batches.items()}
+    left = consumed - sum(taken.values())
+    for w in sorted(batches):
+        if left and batches[w] > low:
+            taken[w] += 1
+            left -= 1
+    return taken
 
 
 def _epoch_of(stream: Composable) -> int:
