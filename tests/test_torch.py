@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch.utils.data
@@ -241,3 +243,24 @@ def test_a_resume_skips_in_the_resumed_epoch_only(dataset_url: str, num_workers:
     assert sorted(key for batch in loader for key in batch) == every_key()
     resumed.set_epoch(3)  # the resumed epoch again, from its start: a resume is used once per epoch run
     assert len([key for batch in loader for key in batch]) == len(rest)
+
+
+def _key_and_shards_fetched(stream: Any) -> Callable[[Sample], tuple[int, str, int]]:
+    """Tag each sample with the DataLoader worker and how many shards `stream` had fetched in it."""
+
+    def tag(sample: Sample) -> tuple[int, str, int]:
+        worker = torch.utils.data.get_worker_info()
+        return worker.id, sample.key, stream.metrics.objects
+
+    return tag
+
+
+def test_each_worker_fetches_only_its_own_shards(dataset_url: str) -> None:
+    """The worker split happens on shard keys before any fetch: no worker downloads what it throws away."""
+    stream = MessagePackDataLoader(dataset_url).get_iter(split_by_worker=True, prefetch=SHARDS)
+    dataset = stream.map(_key_and_shards_fetched(stream)).to_torch_iterable()
+    items = list(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2))
+    assert sorted(key for _, key, _ in items) == every_key()
+    for worker in (0, 1):
+        fetched = [count for w, _, count in items if w == worker]
+        assert max(fetched) == SHARDS // 2  # prefetch could fetch all 12; only its 6 exist for it
