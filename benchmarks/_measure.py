@@ -7,17 +7,19 @@ under another venv's python.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -168,26 +170,59 @@ METRICS: dict[str, tuple[str, str]] = {
 """Metric name -> (column header, number format), in table order."""
 
 
+class _Tally:
+    """Counts one pass's items as they arrive: samples, payload bytes, and when the first came."""
+
+    def __init__(self, weigh: Callable[[Any], tuple[int, int]]) -> None:
+        self.weigh = weigh
+        self.samples = self.payload = 0
+        self.first: float | None = None
+        self.start = time.perf_counter()
+
+    def add(self, item: Any) -> None:
+        if self.first is None:
+            self.first = time.perf_counter() - self.start
+        count, size = self.weigh(item)
+        self.samples += count
+        self.payload += size
+
+
+@contextlib.contextmanager
+def _timed_pass(variant: str, weigh: Callable[[Any], tuple[int, int]], out: list[PassResult]) -> Iterator[_Tally]:
+    """Time, CPU and peak RSS of the pass run in the block; appends its `PassResult` to `out`."""
+    gc.collect()
+    baseline = rss_bytes()
+    with RssSampler() as sampler:
+        cpu0 = cpu_seconds()
+        tally = _Tally(weigh)
+        yield tally
+        seconds, cpu = time.perf_counter() - tally.start, cpu_seconds() - cpu0
+    first = tally.first or seconds
+    out.append(PassResult(variant, tally.samples, tally.payload, seconds, cpu, first, baseline, sampler.peak))
+
+
 def measure(variant: str, open_stream: Callable[[], Iterable[T]], weigh: Callable[[T], tuple[int, int]]) -> PassResult:
     """Time one pass over ``open_stream()`` in this process.
 
     `weigh(item)` gives ``(samples, payload bytes)`` of each item. The RSS baseline is taken right before
     the timed region, so call this after imports and setup; `open_stream` itself is timed.
     """
-    gc.collect()
-    baseline = rss_bytes()
-    samples = payload = 0
-    first: float | None = None
-    with RssSampler() as sampler:
-        cpu0, start = cpu_seconds(), time.perf_counter()
+    out: list[PassResult] = []
+    with _timed_pass(variant, weigh, out) as tally:
         for item in open_stream():
-            if first is None:
-                first = time.perf_counter() - start
-            count, size = weigh(item)
-            samples += count
-            payload += size
-        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
-    return PassResult(variant, samples, payload, seconds, cpu, first or seconds, baseline, sampler.peak)
+            tally.add(item)
+    return out[0]
+
+
+async def measure_async(
+    variant: str, open_stream: Callable[[], AsyncIterable[T]], weigh: Callable[[T], tuple[int, int]]
+) -> PassResult:
+    """`measure` for ``async for`` over ``open_stream()`` on the running loop."""
+    out: list[PassResult] = []
+    with _timed_pass(variant, weigh, out) as tally:
+        async for item in open_stream():
+            tally.add(item)
+    return out[0]
 
 
 def run_pass(command: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> PassResult:
@@ -274,15 +309,19 @@ def save_report(
     config: dict[str, Any],
     results: Mapping[str, Sequence[PassResult]],
     started: float,
+    goals: Sequence[Goal],
     **figures: Any,
 ) -> dict[str, Any]:
-    """Print the wall time and write the run's JSON: config, `figures` (medians, ratios, goals...), every pass."""
+    """Print the wall time and write the run's JSON: config, this machine, `figures` (medians, ratios...),
+    the goals and every pass."""
     wall = time.perf_counter() - started
     print(f"\nwall time {wall:,.1f} s; results in {path}")
     report = {
         "benchmark": benchmark,
         "config": config,
+        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
         **figures,
+        "goals": [goal.to_dict() for goal in goals],
         "passes": {name: [dataclasses.asdict(p) for p in passes] for name, passes in results.items()},
         "wall_s": wall,
     }

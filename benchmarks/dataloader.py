@@ -32,8 +32,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -328,10 +326,9 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         settings,
         results,
         started,
-        environment={"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
         medians=rows,
         ratios=ratios,
-        goals=[goal.to_dict() for goal in goals],
+        goals=goals,
     )
 
 

@@ -20,16 +20,13 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import ipaddress
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,12 +34,11 @@ from benchmarks._measure import (
     MB,
     Goal,
     PassResult,
-    RssSampler,
     cpu_seconds,
     format_table,
     measure,
+    measure_async,
     medians,
-    rss_bytes,
     run_rounds,
     save_report,
 )
@@ -128,26 +124,6 @@ def refuse_remote_network() -> None:
             raise RuntimeError(f"benchmark pass refused {event} to {host!r}: loopback only")
 
     sys.addaudithook(hook)
-
-
-async def measure_async(
-    variant: str, open_stream: Callable[[], AsyncIterable[T]], weigh: Callable[[T], tuple[int, int]]
-) -> PassResult:
-    """`measure` for ``async for`` over ``open_stream()`` on the running loop."""
-    gc.collect()
-    baseline = rss_bytes()
-    samples = payload = 0
-    first: float | None = None
-    with RssSampler() as sampler:
-        cpu0, start = cpu_seconds(), time.perf_counter()
-        async for item in open_stream():
-            if first is None:
-                first = time.perf_counter() - start
-            count, size = weigh(item)
-            samples += count
-            payload += size
-        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
-    return PassResult(variant, samples, payload, seconds, cpu, first or seconds, baseline, sampler.peak)
 
 
 def _import_gcs_filesystem() -> None:
@@ -369,10 +345,9 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         settings,
         results,
         started,
-        environment={"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
         medians=rows,
         ratios=ratio,
-        goals=[goal.to_dict() for goal in goals],
+        goals=goals,
         concurrent_gets={"median": gets, "runs": gets_runs},
         proxy_traffic=traffic,
     )

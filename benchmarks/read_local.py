@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -414,10 +413,9 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         settings,
         results,
         started,
-        environment={"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
         medians=rows,
         ratios=ratio,
-        goals=[goal.to_dict() for goal in checked],
+        goals=checked,
     )
 
 

@@ -16,8 +16,6 @@ stores the gzip stream's blocks uncompressed (its probes find nothing to gain), 
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
 import shutil
 import sys
 import time
@@ -144,10 +142,9 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         settings,
         results,
         started,
-        environment={"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
         medians=rows,
         ratios=ratios,
-        goals=[goal.to_dict() for goal in goals],
+        goals=goals,
     )
 
 
