@@ -1,6 +1,7 @@
 """Remote read benchmark (issue "Reliability"): the read benchmark's data on a local GCS server behind a
 proxy that adds 20 ms to every request, read by this project's sync and async loaders and by squirrel-core
-0.20.2's `MessagepackDriver`; plus an async service issuing 1,000 concurrent `store.get` calls.
+0.20.2's `MessagepackDriver`; plus an async service issuing 1,000 concurrent `store.get` calls, once with the
+store's default connection pool (aiohttp's 100) and once with ``max_connections=1000``.
 
 One fake-gcs-server (memory backend) and the delaying proxies run on 127.0.0.1 for the whole run: byte-for-byte
 copies of read_local's shards (ours uncompressed, squirrel-core's gzip) and 1,000 small records are uploaded
@@ -84,6 +85,9 @@ GETS = "gets"
 """The concurrent-gets service, run in a fresh process after the rounds, once per round."""
 RECORDS = "records"
 """Folder of the records the service gets."""
+GETS_WIDE = "gets-wide"
+"""The same service with `WIDE_MAX_CONNECTIONS`: one connection per concurrent get."""
+WIDE_MAX_CONNECTIONS = 1_000
 CONCURRENT_GETS = 1_000
 RECORD_FLOATS = 128
 """float64 values per record: a 1,024 B payload."""
@@ -165,8 +169,11 @@ def _core_pass(name: str, endpoint: str) -> PassResult:
     return measure(name, lambda: driver.get_iter(max_workers=workers), _weigh_dict)
 
 
-def _gets_pass(endpoint: str) -> dict[str, float]:
-    """An asyncio service: 1,000 tasks each running ``[s async for s in store.get(key)]`` at once."""
+def _gets_pass(endpoint: str, max_connections: int | None = None) -> dict[str, float]:
+    """An asyncio service: 1,000 tasks each running ``[s async for s in store.get(key)]`` at once.
+
+    `max_connections` is the store's storage option (None: its default, aiohttp's 100 connections).
+    """
     from squirrel.aio import AsyncRecordStore
 
     _import_gcs_filesystem()
@@ -179,7 +186,8 @@ def _gets_pass(endpoint: str) -> dict[str, float]:
         return time.perf_counter() - started
 
     async def serve() -> tuple[float, float, list[float]]:
-        async with AsyncRecordStore(f"gs://{BUCKET}/{RECORDS}", endpoint_url=endpoint) as store:
+        limit = {} if max_connections is None else {"max_connections": max_connections}
+        async with AsyncRecordStore(f"gs://{BUCKET}/{RECORDS}", endpoint_url=endpoint, **limit) as store:
             cpu0, started = cpu_seconds(), time.perf_counter()
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(get(store, record_key(i))) for i in range(CONCURRENT_GETS)]
@@ -203,6 +211,8 @@ def run_pass(name: str, endpoint: str) -> str:
     refuse_remote_network()
     if name == GETS:
         line = json.dumps(_gets_pass(endpoint))
+    elif name == GETS_WIDE:
+        line = json.dumps(_gets_pass(endpoint, WIDE_MAX_CONNECTIONS))
     else:
         line = (_core_pass if name in CORE else _ours_pass)(name, endpoint).to_json()
     if _refused:
@@ -265,7 +275,7 @@ def _run_gets(command: list[str]) -> dict[str, float]:
 
 def check_traffic(config: Config, sizes: dict[str, int], traffic: dict[str, dict[str, int]]) -> None:
     """Every pass must have read all its data through its own proxy: none went around the delay."""
-    for name, folder in {**FORMAT_OF, GETS: RECORDS}.items():
+    for name, folder in {**FORMAT_OF, GETS: RECORDS, GETS_WIDE: RECORDS}.items():
         expected = config.rounds * sizes[folder]
         if traffic[name]["reply_bytes"] < expected:
             raise RuntimeError(f"{name}: {traffic[name]} through its proxy, expected >= {expected:,} reply bytes")
@@ -284,7 +294,9 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         server.create_bucket(BUCKET)
         sizes = upload(config, server.url)
         with contextlib.ExitStack() as stack:
-            proxies = {name: stack.enter_context(MeteredProxy(server.port, DELAY_S)) for name in (*PASSES, GETS)}
+            proxies = {
+                name: stack.enter_context(MeteredProxy(server.port, DELAY_S)) for name in (*PASSES, GETS, GETS_WIDE)
+            }
             print(
                 f"read_gcs: {config.samples:,} samples, {config.shard_size:,} per shard, {config.rounds} round(s); "
                 f"fake-gcs-server {server.url} behind {len(proxies)} proxies adding {1e3 * DELAY_S:.0f} ms per "
@@ -293,7 +305,11 @@ def run_benchmark(config: Config) -> dict[str, Any]:
             )
             commands = {name: _pass_command(name, proxies[name].url, core_python) for name in PASSES}
             results = run_rounds(commands, config.rounds, cwd=REPO_ROOT)
-            gets_runs = [_run_gets(_pass_command(GETS, proxies[GETS].url, core_python)) for _ in range(config.rounds)]
+            gets_runs: list[dict[str, float]] = []
+            gets_wide_runs: list[dict[str, float]] = []
+            for _ in range(config.rounds):  # interleaved, so both see the same machine
+                gets_runs.append(_run_gets(_pass_command(GETS, proxies[GETS].url, core_python)))
+                gets_wide_runs.append(_run_gets(_pass_command(GETS_WIDE, proxies[GETS_WIDE].url, core_python)))
             traffic = {
                 name: {"connections": proxy.connections, "reply_bytes": proxy.reply_bytes}
                 for name, proxy in proxies.items()
@@ -313,6 +329,7 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         for name in OURS
     ]
     gets = {figure: statistics.median(run[figure] for run in gets_runs) for figure in gets_runs[0]}
+    gets_wide = {figure: statistics.median(run[figure] for run in gets_wide_runs) for figure in gets_wide_runs[0]}
 
     print(f"\nmedians of {config.rounds} pass(es) each; payload {config.samples * IMAGE_BYTES / MB:,.2f} MB")
     print(format_table(rows))
@@ -327,9 +344,13 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         print(f"  {name:<16} {seen['reply_bytes'] / MB:8,.1f} MB in {seen['connections']:5,} connections")
     print(
         f"\n{CONCURRENT_GETS:,} concurrent store.get calls (one asyncio service, fresh process, median of "
-        f"{len(gets_runs)}): {gets['gets_per_s']:,.0f} gets/s, p50 {gets['p50_ms']:.1f} ms, "
-        f"p99 {gets['p99_ms']:.1f} ms (floor: {1e3 * DELAY_S:.0f} ms per request)"
+        f"{len(gets_runs)}; floor: {1e3 * DELAY_S:.0f} ms per request):"
     )
+    for label, figures in (("default (100)", gets), (f"max_connections={WIDE_MAX_CONNECTIONS:,}", gets_wide)):
+        print(
+            f"  {label:<22} {figures['gets_per_s']:8,.0f} gets/s, p50 {figures['p50_ms']:6.1f} ms, "
+            f"p99 {figures['p99_ms']:6.1f} ms"
+        )
     settings = {
         **dataclasses.asdict(config),
         "delay_s": DELAY_S,
@@ -337,6 +358,7 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         "core": f"squirrel-core {CORE_VERSION} MessagepackDriver (gzip msgpack + msgpack-numpy), anonymous",
         "dataset_bytes": sizes,
         "concurrent_gets": CONCURRENT_GETS,
+        "concurrent_gets_wide_max_connections": WIDE_MAX_CONNECTIONS,
         "record_payload_bytes": RECORD_FLOATS * 8,
     }
     return save_report(
@@ -349,6 +371,7 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         ratios=ratio,
         goals=goals,
         concurrent_gets={"median": gets, "runs": gets_runs},
+        concurrent_gets_wide={"max_connections": WIDE_MAX_CONNECTIONS, "median": gets_wide, "runs": gets_wide_runs},
         proxy_traffic=traffic,
     )
 
@@ -357,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     def endpoint_flag(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--endpoint", help=argparse.SUPPRESS)
 
-    args, config = parse_run_args(argv, "read_gcs", __doc__, (*PASSES, GETS), configure=endpoint_flag)
+    args, config = parse_run_args(argv, "read_gcs", __doc__, (*PASSES, GETS, GETS_WIDE), configure=endpoint_flag)
     if args.pass_name:
         print(run_pass(args.pass_name, args.endpoint), flush=True)
     else:

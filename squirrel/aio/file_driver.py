@@ -20,7 +20,7 @@ from typing import Any
 import aiofiles
 from fsspec.asyn import AsyncFileSystem
 
-from squirrel.aio.fs import acquire_filesystem, is_local, release_filesystem, split_protocol
+from squirrel.aio.fs import acquire_filesystem, check_storage_options, is_local, release_filesystem, split_protocol
 
 MODES = ("rb", "r", "wb", "w", "ab")
 """The modes a file can be opened in."""
@@ -42,6 +42,7 @@ class AsyncFileDriver:
     """One file at `url` on any fsspec filesystem, opened with ``async with driver.get_store(mode) as f``."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
+        check_storage_options(split_protocol(url)[0], storage_options)
         self.url = url
         self.storage_options = storage_options
 

@@ -19,6 +19,15 @@ from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 from fsspec.implementations.local import LocalFileSystem
 
 _GCS_PROTOCOLS = ("gs", "gcs")
+_CONNECTIONLESS_PROTOCOLS = ("file", "local", "memory")
+"""Filesystems that open no network connections: ``max_connections`` is checked, then ignored."""
+
+MAX_CONNECTIONS = "max_connections"
+"""squirrel's own storage option for gs:// stores: the most HTTP connections the store's filesystem keeps
+open at once (see `check_max_connections`). Never passed on to gcsfs itself."""
+
+DEFAULT_MAX_CONNECTIONS = 100
+"""aiohttp's default connection pool size per session, which gcsfs uses unless told otherwise."""
 
 
 def split_protocol(url: str) -> tuple[str, str]:
@@ -51,39 +60,81 @@ def gcs_endpoint(storage_options: dict[str, Any]) -> str | None:
     return endpoint.rstrip("/")
 
 
+def check_max_connections(value: object) -> int | None:
+    """`value` as a ``max_connections`` storage option: a positive int, or None for the default.
+
+    The default is aiohttp's 100 connections per filesystem. A service with more requests in flight than
+    that queues them for a free connection; raising the limit lets more run at once, but each connection is
+    an open file descriptor, and the usual ``ulimit -n`` of 1024 is soon exhausted, hence the modest default.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{MAX_CONNECTIONS} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{MAX_CONNECTIONS} must be a positive int, got {value!r}")
+    return value
+
+
+def check_storage_options(protocol: str, storage_options: dict[str, Any]) -> None:
+    """Refuse a ``max_connections`` that is not a positive int, or that `protocol` would silently not honour.
+
+    gs:// honours it; local and memory:// filesystems open no connections, so they accept and ignore it;
+    any other protocol refuses it (its own library has its own knob, e.g. s3fs's
+    ``config_kwargs={"max_pool_connections": n}``). Stores call this when built, so errors come early.
+    """
+    if storage_options.get(MAX_CONNECTIONS) is None:
+        return
+    check_max_connections(storage_options[MAX_CONNECTIONS])
+    if protocol not in _GCS_PROTOCOLS + _CONNECTIONLESS_PROTOCOLS:
+        raise ValueError(
+            f"{MAX_CONNECTIONS} is supported for gs:// (and ignored for local and memory://), not for {protocol}://"
+        )
+
+
 def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
     """Pick gcsfs's plain class when an endpoint is given: its default class asks Google's gRPC control
     API about each bucket and retries for a minute when that is unreachable (a local server).
 
     Either way the class is squirrel's subclass (`squirrel.aio.gcs`), whose requests are retried by the
-    store's `RetryPolicy` alone, with a connect timeout of `CONNECT_TIMEOUT`.
+    store's `RetryPolicy` alone, with a connect timeout of `CONNECT_TIMEOUT`, and which takes squirrel's own
+    ``max_connections`` option (gcsfs itself never sees it).
     """
     import aiohttp
     import gcsfs.core
 
-    from squirrel.aio.gcs import policy_retried_class
+    from squirrel.aio.gcs import LimitedConnections, policy_retried_class
 
     endpoint = gcs_endpoint(options)
+    if options.get(MAX_CONNECTIONS) is None:  # None: the default pool, and gcsfs's classes exactly as they are
+        options = {key: value for key, value in options.items() if key != MAX_CONNECTIONS}
     options = {
         "use_listings_cache": False,
         "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
         **options,
     }
-    if not endpoint:
-        return policy_retried_class(fsspec.get_filesystem_class("gs")), options
-    options.setdefault("token", "anon")
-    options["endpoint_url"] = endpoint
-    return policy_retried_class(gcsfs.core.GCSFileSystem), options
+    if endpoint:
+        cls = policy_retried_class(gcsfs.core.GCSFileSystem)
+        options.setdefault("token", "anon")
+        options["endpoint_url"] = endpoint
+    else:
+        cls = policy_retried_class(fsspec.get_filesystem_class("gs"))
+    if MAX_CONNECTIONS in options and not issubclass(cls, LimitedConnections):
+        raise ValueError(f"{MAX_CONNECTIONS} is not supported by the gs:// filesystem class {cls.__qualname__}")
+    return cls, options
 
 
 def filesystem_class_and_options(protocol: str, storage_options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
     """The fsspec class for `protocol` and the options to build it with, for sync and async use alike.
 
     For gs:// this is where an endpoint (``endpoint_url`` or ``STORAGE_EMULATOR_HOST``) selects gcsfs's plain class.
+    ``max_connections`` is checked (`check_storage_options`) and dropped for the protocols that ignore it.
     """
+    check_storage_options(protocol, storage_options)
     if protocol in _GCS_PROTOCOLS:
         return _gcs_filesystem_class_and_options(storage_options)
-    return fsspec.get_filesystem_class(protocol), storage_options
+    options = {key: value for key, value in storage_options.items() if key != MAX_CONNECTIONS}
+    return fsspec.get_filesystem_class(protocol), options
 
 
 def open_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFileSystem:

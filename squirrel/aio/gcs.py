@@ -6,21 +6,29 @@ backoff. The count is fixed when gcsfs's class is defined: setting ``retries`` o
 nothing, and a ``retries=`` keyword collides with the decorator's own argument. Under a policy of 8
 attempts, a dead endpoint then took 8 x 34 s to fail.
 
-The subclasses here override `_request` only: while `squirrel.aio.retry.with_retries` runs the request
+The subclasses here override `_request`: while `squirrel.aio.retry.with_retries` runs the request
 (`policy_retries_active`), the HTTP call is made once, unwrapped, and the policy decides what to retry;
 anywhere else (zarr's `FsspecStore`, the csv reader's ranged reads, `FileDriver`, any caller without a
 policy) they behave exactly as gcsfs does. gcsfs's classes themselves are untouched, so other users of
-gcsfs in the same process keep its retries. The classes are plain module-level subclasses, so a filesystem
-pickles (fsspec pickles a filesystem as its class and options) and unpickles as what it was.
+gcsfs in the same process keep its retries.
+
+They also take squirrel's ``max_connections`` option (`LimitedConnections`): the size of the aiohttp
+connection pool of the filesystem's session, which gcsfs leaves at aiohttp's default of 100.
+
+The classes are plain module-level subclasses, so a filesystem pickles (fsspec pickles a filesystem as its
+class and options) and unpickles as what it was.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import aiohttp
 import gcsfs.core
 from gcsfs.retry import HttpError
 
+from squirrel.aio.fs import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, check_max_connections
 from squirrel.aio.retry import policy_retries_active
 
 _gcsfs_request = gcsfs.core.GCSFileSystem._request
@@ -44,7 +52,57 @@ class PolicyRetriedRequests:
             raise
 
 
-class GCSFileSystem(PolicyRetriedRequests, gcsfs.core.GCSFileSystem):
+class LimitedConnections:
+    """Mixin for a gcsfs class: ``max_connections=n`` bounds the HTTP connections its session keeps open at once.
+
+    gcsfs builds its aiohttp session lazily, on the loop that uses it, in `_set_session`; a ``connector`` in
+    ``session_kwargs`` replaces aiohttp's default one (100 connections). So the connector is made there too,
+    on the running loop, and only for that call: ``session_kwargs`` and the filesystem's options (what it
+    pickles as) are left as given. The option is taken off before gcsfs's ``__init__`` sees it.
+
+    None (the default) leaves gcsfs's session exactly as gcsfs makes it. A limit is not applied when gcsfs
+    presents a client certificate (mutual TLS) on a connector of its own; a warning says so.
+    """
+
+    max_connections: int | None
+
+    def __init__(self, *args: Any, max_connections: int | None = None, **kwargs: Any) -> None:
+        self.max_connections = check_max_connections(max_connections)
+        if self.max_connections is not None and "connector" in (kwargs.get("session_kwargs") or {}):
+            raise ValueError(
+                f"give either {MAX_CONNECTIONS} or a connector in session_kwargs, not both "
+                f"({MAX_CONNECTIONS}={self.max_connections!r})"
+            )
+        super().__init__(*args, **kwargs)
+
+    def _presents_client_cert(self) -> bool:
+        """Whether gcsfs will build its own connector, to present a client certificate (see its `_set_session`)."""
+        return bool(getattr(self, "_use_client_cert", False)) and str(getattr(self, "_location", "")).startswith(
+            "https://"
+        )
+
+    async def _set_session(self) -> aiohttp.ClientSession:
+        limit = self.max_connections
+        if limit is None or self._session is not None or "connector" in self.session_kwargs:  # type: ignore[attr-defined]
+            return await super()._set_session()  # type: ignore[misc]
+        if self._presents_client_cert():
+            if limit != DEFAULT_MAX_CONNECTIONS:
+                warnings.warn(
+                    f"{MAX_CONNECTIONS}={limit} is not applied: gcsfs presents a client certificate (mutual TLS) "
+                    f"on a connection pool of its own, of aiohttp's default {DEFAULT_MAX_CONNECTIONS} connections",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return await super()._set_session()  # type: ignore[misc]
+        given = self.session_kwargs  # type: ignore[attr-defined]
+        self.session_kwargs = {**given, "connector": aiohttp.TCPConnector(limit=limit)}
+        try:
+            return await super()._set_session()  # type: ignore[misc]
+        finally:
+            self.session_kwargs = given
+
+
+class GCSFileSystem(PolicyRetriedRequests, LimitedConnections, gcsfs.core.GCSFileSystem):
     """gcsfs's plain `GCSFileSystem` (what squirrel uses with an endpoint), retried only by squirrel's policy."""
 
 
@@ -56,7 +114,7 @@ except ImportError:  # an older gcsfs: the plain class is the only one
     pass
 else:
 
-    class ExtendedGcsFileSystem(PolicyRetriedRequests, _ExtendedGcsFileSystem):
+    class ExtendedGcsFileSystem(PolicyRetriedRequests, LimitedConnections, _ExtendedGcsFileSystem):
         """gcsfs's extended class (zonal and HNS buckets), retried only by squirrel's policy over HTTP.
 
         Its gRPC calls to Google's Storage Control API keep their own retry settings (``retry_timeout`` & co).

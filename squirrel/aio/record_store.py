@@ -25,7 +25,14 @@ from typing import Any, ClassVar, Self, TypeVar
 from fsspec.asyn import AsyncFileSystem
 
 from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.fs import acquire_filesystem, gcs_endpoint, is_local, release_filesystem, split_protocol
+from squirrel.aio.fs import (
+    acquire_filesystem,
+    check_storage_options,
+    gcs_endpoint,
+    is_local,
+    release_filesystem,
+    split_protocol,
+)
 from squirrel.aio.retry import NO_RETRY, RetryPolicy, with_retries
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
@@ -78,6 +85,11 @@ class AsyncRecordStore:
     With ``verify_checksums=True`` and an index present, every object read is checked against the size
     and crc32c the index recorded for it (`DecodeError` "stale index" on a mismatch). The store reads its
     index once for that, and again whenever `list_keys` or `read_index` is called.
+
+    Other keywords are storage options for the url's filesystem (``endpoint_url``, ``token``, ...). For gs://,
+    squirrel's own ``max_connections=n`` bounds the HTTP connections open at once (default aiohttp's 100; see
+    `squirrel.aio.fs.check_max_connections`); stores and loaders on one loop with the same options share one
+    filesystem, and so one pool. Local and memory:// stores accept and ignore it; other protocols refuse it.
     """
 
     codec: ClassVar[Codec] = MessagepackCodec()
@@ -100,6 +112,7 @@ class AsyncRecordStore:
         self.storage_options = storage_options
         self.suffix = self.codec.suffix + COMPRESSIONS[compression]
         self._protocol, _ = split_protocol(self.url)
+        check_storage_options(self._protocol, storage_options)
         self.retry = retry or (NO_RETRY if self._protocol in LOCAL_PROTOCOLS else RetryPolicy())
         self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
             weakref.WeakKeyDictionary()

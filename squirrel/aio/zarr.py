@@ -20,7 +20,7 @@ import zarr.api.asynchronous as zarr_async
 from fsspec.asyn import AsyncFileSystem
 from zarr.storage import FsspecStore
 
-from squirrel.aio.fs import acquire_filesystem, release_filesystem, split_protocol
+from squirrel.aio.fs import acquire_filesystem, check_storage_options, release_filesystem, split_protocol
 from squirrel.aio.loader import LoadPlan
 from squirrel.aio.operators import closing
 from squirrel.aio.record_store import MAX_CONCURRENT_WRITES
@@ -42,6 +42,7 @@ class AsyncZarrStore:
         self.url = url.rstrip("/") or url
         self.storage_options = storage_options
         self._protocol, _ = split_protocol(self.url)
+        check_storage_options(self._protocol, storage_options)
         self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
             weakref.WeakKeyDictionary()
         )

@@ -14,13 +14,14 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from squirrel.aio.file_driver import check_mode, missing_folder_error
-from squirrel.aio.fs import filesystem_class_and_options, split_protocol
+from squirrel.aio.fs import check_storage_options, filesystem_class_and_options, split_protocol
 
 
 class FileDriver:
     """One file at `url` on any fsspec filesystem: ``with FileDriver(url).get_store("rb") as f: ...``."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
+        check_storage_options(split_protocol(url)[0], storage_options)
         self.url = url
         self.storage_options = storage_options
 
