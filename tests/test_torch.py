@@ -264,3 +264,36 @@ def test_each_worker_fetches_only_its_own_shards(dataset_url: str) -> None:
     for worker in (0, 1):
         fetched = [count for w, _, count in items if w == worker]
         assert max(fetched) == SHARDS // 2  # prefetch could fetch all 12; only its 6 exist for it
+
+
+@pytest.mark.parametrize(
+    "make_stream",
+    [
+        lambda url: MessagePackDataLoader(url).get_iter(shuffle_item_buffer=10).map(sample_key),
+        lambda url: MessagePackDataLoader(url).get_iter(shuffle_key_buffer=4).map(sample_key),
+        lambda url: MessagePackDataLoader(url).get_iter().map(sample_key).shuffle(8),
+    ],
+    ids=["item-buffer", "key-buffer", "shuffle-operator"],
+)
+def test_an_unseeded_shuffle_cannot_be_resumed(dataset_url: str, make_stream: Callable[[str], Any]) -> None:
+    dataset = make_stream(dataset_url).to_torch_iterable()
+    next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    with pytest.raises(ValueError, match="give a seed"):
+        dataset.state_dict(batches_consumed=1, batch_size=4)
+    with pytest.raises(ValueError, match="without seed"):
+        dataset.load_state_dict({"epoch": 0, "consumed": {0: 4}})
+
+
+def test_a_seeded_shuffle_operator_can_be_resumed(dataset_url: str) -> None:
+    def fresh() -> torch.utils.data.IterableDataset:
+        return MessagePackDataLoader(dataset_url).get_iter().map(sample_key).shuffle(8, seed=3).to_torch_iterable()
+
+    consumed = []
+    dataset = fresh()
+    for batches, batch in enumerate(torch.utils.data.DataLoader(dataset, batch_size=4), start=1):
+        consumed.extend(batch)
+        if batches == 4:
+            break
+    resumed = fresh()
+    resumed.load_state_dict(dataset.state_dict(batches_consumed=4, batch_size=4))
+    assert sorted(consumed + keys_through_dataloader(resumed)) == every_key()

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch.utils.data
 
+from squirrel.iterstream import operators
 from squirrel.iterstream.base import Composable
 from squirrel.splits import rank_and_world_size, worker_and_num_workers
 
@@ -30,6 +31,27 @@ def split_kinds(stream: Composable) -> frozenset[str]:
     for stage in stages(stream):
         kinds |= getattr(stage, "split_kinds", frozenset())
     return kinds
+
+
+def unseeded_shuffles(stream: Composable) -> list[str]:
+    """The shuffles upstream of `stream` that draw a new order each pass (no seed): such a pass cannot be
+    replayed, so skipping what was consumed would repeat some samples and skip others."""
+    found = []
+    for stage in stages(stream):
+        plan = getattr(stage, "plan", None)
+        if plan is not None and plan.seed is None and max(plan.shuffle_key_buffer, plan.shuffle_item_buffer) > 1:
+            found.append("get_iter(shuffle_key_buffer=..., shuffle_item_buffer=...) without seed=")
+        if getattr(stage, "operator", None) is operators.shuffle_items and stage.args[0] > 1 and stage.args[1] is None:
+            found.append(f".shuffle({stage.args[0]}) without seed=")
+    return found
+
+
+def _require_replayable(stream: Composable) -> None:
+    if found := unseeded_shuffles(stream):
+        raise ValueError(
+            f"cannot resume this stream: {'; '.join(found)} draws a new order each pass, so a resumed pass "
+            "would repeat some samples and skip others; give a seed"
+        )
 
 
 MAX_WORKERS = 1024
@@ -106,8 +128,9 @@ class TorchIterable(torch.utils.data.IterableDataset):
         over a worker once it ran out; each worker records where it ended, so the count is exact to the
         epoch's last batch (with the DataLoader's default ``in_order=True``). Without `batches_consumed`
         and without workers, the count of items this dataset yielded is used, which overcounts a batch
-        that failed halfway.
+        that failed halfway. A stream that shuffles without a seed cannot be resumed: ValueError.
         """
+        _require_replayable(self.stream)
         epoch = self._epoch.value
         if batches_consumed is None:
             if num_workers:
@@ -124,6 +147,7 @@ class TorchIterable(torch.utils.data.IterableDataset):
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from `state_dict()`: same epoch, and each worker skips what was already consumed."""
+        _require_replayable(self.stream)
         self.set_epoch(int(state["epoch"]))
         self._resume_epoch = int(state["epoch"])
         self._skip = {int(w): int(n) for w, n in state["consumed"].items()}
