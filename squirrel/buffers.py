@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import operator
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -83,6 +83,32 @@ class ShardInterleaver(Generic[T]):
         released = _pick(combined, positions.tolist())
         self.shards = [shard[taken[i] :] for i, shard in enumerate(self.shards) if taken[i] < len(shard)]
         return released
+
+
+def consumed_per_shard(
+    counts: Sequence[int], skip: int, shuffle_item_buffer: int, rng: np.random.Generator
+) -> list[int]:
+    """How many samples of each shard are among a pass's first `skip` samples, for shards of `counts`
+    samples arriving in this order: in order without an item shuffle, else as a `ShardInterleaver` with
+    `rng` releases them. Its order depends only on the counts and the generator, so labels stand in for
+    the samples and nothing needs to be read.
+    """
+    taken = np.zeros(len(counts), dtype=np.int64)
+    if shuffle_item_buffer <= 1:
+        ends = np.cumsum(counts)
+        return np.clip(skip - (ends - np.asarray(counts)), 0, counts).tolist() if len(counts) else []
+    interleaver: ShardInterleaver[int] = ShardInterleaver(shuffle_item_buffer, rng)
+    left = skip
+    for shard, count in enumerate(counts):
+        if not left:
+            break
+        released = interleaver.push([shard] * count)[:left]
+        taken += np.bincount(released, minlength=len(counts)).astype(np.int64) if released else 0
+        left -= len(released)
+    if left:
+        released = interleaver.drain()[:left]
+        taken += np.bincount(released, minlength=len(counts)).astype(np.int64) if released else 0
+    return taken.tolist()
 
 
 def _pick(items: list[T], indices: list[int]) -> list[T]:

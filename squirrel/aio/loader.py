@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Final
 
 from squirrel.aio.operators import closing
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
-from squirrel.buffers import ShardInterleaver, ShuffleBuffer, make_numpy_rng, make_rng
+from squirrel.buffers import ShardInterleaver, ShuffleBuffer, consumed_per_shard, make_numpy_rng, make_rng
 from squirrel.errors import DecodeError
 from squirrel.metrics import LoaderMetrics
 from squirrel.sample import validate_key
@@ -39,6 +39,10 @@ def plan_keys(keys: Iterable[str], shuffle_key_buffer: int, seed: int | str | No
     planned = [evicted for key in keys for evicted in buffer.push(key)]
     planned.extend(buffer.drain())
     return planned
+
+
+CONSUMED: Final = object()
+"""Stands in for a sample a resumed pass does not read again (see `LoadPlan.placeholders`)."""
 
 
 @dataclasses.dataclass
@@ -62,6 +66,11 @@ class LoadPlan:
     on_error: str = "raise"
     equalize: str | None = None
     metrics: LoaderMetrics = dataclasses.field(default_factory=LoaderMetrics)
+    placeholders: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Keys a resumed pass does not fetch: each stands in for its count of already consumed samples."""
+    index_counts: Sequence[tuple[str, int]] | None = None
+    """On a resumed pass, each key's sample count in the index: the replay relies on them, so each
+    object's samples are counted against them as they arrive."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.prefetch < 1:
@@ -127,8 +136,30 @@ class LoadPlan:
         ]
         return equal_quota(counts, split, self.equalize)
 
+    async def replay_plan(self, store: AsyncRecordStore, skip: int) -> LoadPlan | None:
+        """This plan for a pass resumed after `skip` samples: shards whose samples all came before are
+        `placeholders`, not fetched. None when that cannot be worked out exactly (no index, a key missing
+        from it, `equalize`, ``on_error="skip"``, an unseeded shuffle): then the pass must be replayed.
+        """
+        unseeded = self.seed is None and max(self.shuffle_key_buffer, self.shuffle_item_buffer) > 1
+        if self.equalize is not None or self.on_error != "raise" or unseeded:
+            return None
+        index = await store.read_index()
+        if index is None:
+            return None
+        keys = await self.reader_keys(store)
+        if any(key not in index for key in keys):
+            return None
+        counts = [index.get(key).samples for key in keys]  # type: ignore[union-attr]
+        rng = make_numpy_rng(self.seed, self.epoch, "items")
+        taken = consumed_per_shard(counts, skip, self.shuffle_item_buffer, rng)
+        done = {key: count for key, count, took in zip(keys, counts, taken, strict=True) if took == count}
+        return dataclasses.replace(self, placeholders=done, index_counts=list(zip(keys, counts, strict=True)))
+
     def shuffle_chunks(self, chunks: Iterable[list[Any]]) -> Iterator[list[Any]]:
         """Chunks of samples shuffled within `shuffle_item_buffer` items (unchanged when it is <= 1)."""
+        if self.index_counts is not None:
+            chunks = _counted(chunks, self.index_counts)
         if self.shuffle_item_buffer <= 1:
             yield from chunks
             return
@@ -148,6 +179,8 @@ class LoadPlan:
         metrics = self.metrics
 
         async def fetch_bounded(key: str) -> Any:
+            if key in self.placeholders:
+                return [CONSUMED] * self.placeholders[key]
             async with requests:
                 metrics.in_flight += 1
                 try:
@@ -161,6 +194,17 @@ class LoadPlan:
                     metrics.objects += 1
 
         return AsyncIterableSource(keys).async_map(fetch_bounded, max_concurrency=self.prefetch)
+
+
+def _counted(chunks: Iterable[list[Any]], index_counts: Sequence[tuple[str, int]]) -> Iterator[list[Any]]:
+    """`chunks`, each checked to hold as many samples as the index says its object does."""
+    for chunk, (key, count) in zip(chunks, index_counts, strict=False):
+        if len(chunk) != count:
+            raise DecodeError(
+                f"{key!r} holds {len(chunk)} samples but the store's index says {count}: the index is stale "
+                "(rewrite it with write_index()), so a resumed pass cannot replay the original order"
+            )
+        yield chunk
 
 
 class PlannedStream:

@@ -59,6 +59,11 @@ class CsvLoaderStream(LoaderStream):
 
     store: AsyncCsvStore
 
+    def resumed(self, skip: int) -> Iterator[Sample]:
+        """This reader's pass without its first `skip` rows: they are read and dropped (csv objects are
+        shuffled in row batches, not whole objects, so placeholders could not stand in for them)."""
+        return itertools.islice(iter(self), skip, None)
+
     def one_pass(self) -> Iterator[Sample]:
         """One pass over this reader's rows: heads fetched ahead on the IO loop, parsed here."""
         plan, store = self.plan, self.store

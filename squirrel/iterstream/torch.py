@@ -54,6 +54,26 @@ def _require_replayable(stream: Composable) -> None:
         )
 
 
+def skip_items(stream: Composable, skip: int) -> Iterator[Any]:
+    """The items of `stream` after its first `skip`.
+
+    When only `map` stages lie between `stream` and a loader, the loader's `resumed` skips whole shards
+    without reading them; otherwise the skipped items are produced and dropped.
+    """
+    functions = []
+    stage: Any = stream
+    while getattr(stage, "operator", None) is operators.map_items:
+        functions.append(stage.args[0])
+        stage = stage.source
+    resumed = getattr(stage, "resumed", None)
+    if not skip or resumed is None:
+        return itertools.islice(stream, skip, None)
+    items = resumed(skip)
+    for function in reversed(functions):
+        items = map(function, items)
+    return items
+
+
 MAX_WORKERS = 1024
 """Most DataLoader workers a `TorchIterable` tracks (one shared 8-byte slot each)."""
 
@@ -111,7 +131,7 @@ class TorchIterable(torch.utils.data.IterableDataset):
 
     def _items(self, worker: int, skip: int) -> Iterator[Any]:
         self._consumed = skip
-        for item in itertools.islice(self.stream, skip, None):
+        for item in skip_items(self.stream, skip):
             self._consumed += 1
             yield item
         self._ends[worker] = self._consumed
