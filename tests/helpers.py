@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,3 +47,24 @@ def assert_same_samples(left: list[Sample], right: list[Sample]) -> None:
     assert [s.key for s in left] == [s.key for s in right]
     for a, b in zip(left, right, strict=True):
         assert_same_value(a.value, b.value)
+
+
+def interrupt_and_resume(
+    fresh: Callable[[], Any], batches: int, batch_size: int = 4, num_workers: int = 0
+) -> tuple[list[Any], list[Any]]:
+    """Run a DataLoader over ``fresh()`` for `batches` batches, then resume a new ``fresh()`` from its
+    `state_dict`; returns (items consumed before, items after the resume)."""
+    import torch.utils.data
+
+    dataset = fresh()
+    consumed: list[Any] = []
+    for count, batch in enumerate(torch.utils.data.DataLoader(dataset, batch_size, num_workers=num_workers), 1):
+        consumed.extend(batch)
+        if count == batches:
+            break
+    resumed = fresh()
+    resumed.load_state_dict(
+        dataset.state_dict(batches_consumed=batches, batch_size=batch_size, num_workers=num_workers)
+    )
+    loader = torch.utils.data.DataLoader(resumed, batch_size, num_workers=num_workers)
+    return consumed, [item for batch in loader for item in batch]

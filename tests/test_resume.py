@@ -10,7 +10,7 @@ import torch.utils.data
 from squirrel.buffers import ShardInterleaver, consumed_per_shard, make_numpy_rng
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.errors import DecodeError
-from tests.helpers import make_samples
+from tests.helpers import interrupt_and_resume, make_samples
 
 COUNTS = [7, 3, 0, 9, 5, 6, 2, 8]
 ORDERS = [
@@ -85,17 +85,15 @@ def test_a_dataloader_resume_reads_only_unfinished_shards(tmp_path) -> None:
         stream = MessagePackDataLoader(url).get_iter(seed=5, shuffle_key_buffer=8, shuffle_item_buffer=8)
         return stream.map(lambda sample: sample.key).to_torch_iterable()
 
-    dataset = fresh()
-    consumed: list[str] = []
-    for batches, batch in enumerate(torch.utils.data.DataLoader(dataset, batch_size=4), start=1):
-        consumed.extend(batch)
-        if batches == 9:
-            break
-    resumed = fresh()
-    resumed.load_state_dict(dataset.state_dict(batches_consumed=9, batch_size=4))
-    rest = [key for batch in torch.utils.data.DataLoader(resumed, batch_size=4) for key in batch]
+    made: list[torch.utils.data.IterableDataset] = []
+
+    def tracked() -> torch.utils.data.IterableDataset:
+        made.append(fresh())
+        return made[-1]
+
+    consumed, rest = interrupt_and_resume(tracked, batches=9)
     assert sorted(consumed + rest) == sorted(f"r{i}_{j:05d}" for i, n in enumerate(COUNTS) for j in range(n))
-    assert resumed.stream.source.metrics.objects < len(COUNTS)
+    assert made[1].stream.source.metrics.objects < len(COUNTS)
 
 
 def test_a_stale_index_is_reported_not_replayed_wrongly(tmp_path) -> None:

@@ -83,3 +83,15 @@ def test_a_pickled_object_array_in_a_squirrel_core_shard_is_refused_not_run(tmp_
     assert not canary.exists()
     pickle.loads(payload[b"data"]).close()  # the same bytes, unpickled on purpose, do create it
     assert canary.exists()
+
+
+def test_a_deprecated_numpy_dtype_alias_is_a_decode_error(tmp_path: Path) -> None:
+    import gzip
+
+    import msgpack
+
+    payload = {b"nd": True, b"type": "a", b"kind": b"", b"shape": [1], b"data": b"x"}
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "odd.gz").write_bytes(gzip.compress(msgpack.packb({"key": "odd", "v": payload})))
+    with pytest.raises(DecodeError, match=r"odd\.gz.*unsupported numpy dtype 'a'"):
+        MessagePackDataLoader(str(tmp_path / "store"), format="squirrel-core").get_iter().collect()

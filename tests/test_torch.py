@@ -11,7 +11,7 @@ import torch.utils.data
 
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.iterstream import IterableSource
-from tests.helpers import make_samples, make_shards
+from tests.helpers import interrupt_and_resume, make_samples, make_shards
 
 SHARDS, PER_SHARD = 12, 5
 
@@ -163,23 +163,13 @@ def test_resume_in_process_gives_the_exact_remainder(dataset_url: str) -> None:
 def test_resume_through_workers_gives_the_exact_remainder(dataset_url: str) -> None:
     def fresh() -> torch.utils.data.IterableDataset:
         stream = MessagePackDataLoader(dataset_url).get_iter(split_by_worker=True, seed=5, shuffle_item_buffer=9)
-        return stream.map(sample_key).to_torch_iterable()
+        dataset = stream.map(sample_key).to_torch_iterable()
+        dataset.set_epoch(3)
+        return dataset
 
-    dataset = fresh()
-    dataset.set_epoch(3)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
-    consumed = []
-    for batches, batch in enumerate(loader, start=1):
-        consumed.extend(batch)
-        if batches == 5:
-            break
-    state = dataset.state_dict(batches_consumed=5, batch_size=4, num_workers=2)
-    resumed = fresh()
-    resumed.load_state_dict(state)
-    rest = keys_through_dataloader(resumed, num_workers=2)
+    consumed, rest = interrupt_and_resume(fresh, batches=5, num_workers=2)
     assert len(set(consumed) & set(rest)) == 0
     assert sorted(consumed + rest) == every_key()
-    assert state["epoch"] == 3
 
 
 @pytest.fixture(scope="module")
@@ -288,12 +278,5 @@ def test_a_seeded_shuffle_operator_can_be_resumed(dataset_url: str) -> None:
     def fresh() -> torch.utils.data.IterableDataset:
         return MessagePackDataLoader(dataset_url).get_iter().map(sample_key).shuffle(8, seed=3).to_torch_iterable()
 
-    consumed = []
-    dataset = fresh()
-    for batches, batch in enumerate(torch.utils.data.DataLoader(dataset, batch_size=4), start=1):
-        consumed.extend(batch)
-        if batches == 4:
-            break
-    resumed = fresh()
-    resumed.load_state_dict(dataset.state_dict(batches_consumed=4, batch_size=4))
-    assert sorted(consumed + keys_through_dataloader(resumed)) == every_key()
+    consumed, rest = interrupt_and_resume(fresh, batches=4)
+    assert sorted(consumed + rest) == every_key()

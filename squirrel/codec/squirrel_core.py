@@ -10,6 +10,7 @@ msgpack-numpy unpickles object arrays; this decoder refuses them.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,12 @@ def _dtype(descr: Any) -> np.dtype:
         descr = descr.decode("ascii")
     if isinstance(descr, list | tuple):
         descr = [(_text(f[0]), _dtype(f[1]), *[tuple(s) for s in f[2:]]) for f in descr]
-    dtype = np.dtype(descr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # msgpack-numpy never writes a deprecated alias
+        try:
+            dtype = np.dtype(descr)
+        except DeprecationWarning as warning:
+            raise DecodeError(f"unsupported numpy dtype {descr!r}: {warning}") from None
     if dtype.hasobject:
         raise UnsafePayloadError(f"refusing a numpy array of dtype {dtype}: object arrays need pickle")
     return dtype
