@@ -226,3 +226,36 @@ def test_a_200_mb_file_streams_in_bounded_memory(tmp_path) -> None:
     assert count == repeats * 5000
     assert sample.key == f"big:{count - 1}" and sample.value["id"] == "4999"
     assert peak - before < 64 * 1024 * 1024, f"resident memory grew by {(peak - before) / 2**20:.0f} MiB"
+
+
+def write_good_and_bad_objects(root: str) -> None:
+    """good.csv (2 rows), bad.csv (1 row, then a line with too many fields) and binary.csv (not text)."""
+    os.makedirs(root)
+    with open(os.path.join(root, "good.csv"), "w") as good:
+        good.write("a,b\n1,2\n3,4\n")
+    with open(os.path.join(root, "bad.csv"), "w") as bad:
+        bad.write("a,b\n5,6\n7,8,9\n10,11\n")
+    with open(os.path.join(root, "binary.csv"), "wb") as binary:
+        binary.write(b"\xff\xfe\x00garbage\n")
+
+
+def test_on_error_skip_drops_the_rest_of_a_bad_csv_object(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    root = str(tmp_path / "csvs")
+    write_good_and_bad_objects(root)
+    with pytest.raises(DecodeError, match=r"bad\.csv: line 3 has 3 fields"):
+        CsvLoader(root).get_iter().collect()
+    stream = CsvLoader(root).get_iter(on_error="skip")
+    rows = sorted(sample.value["a"] for sample in stream)
+    assert rows == ["1", "3"]  # bad.csv is one chunk: none of it was streamed before the bad line
+    assert stream.metrics.skipped == 2
+    assert "bad.csv: line 3" in caplog.text and "binary.csv" in caplog.text
+
+
+async def test_async_on_error_skip_drops_the_rest_of_a_bad_csv_object(tmp_path) -> None:
+    root = str(tmp_path / "csvs")
+    write_good_and_bad_objects(root)
+    async with AsyncCsvLoader(root) as loader:
+        stream = loader.get_iter(on_error="skip", shuffle_item_buffer=3, seed=1)
+        rows = sorted([sample.value["a"] async for sample in stream])
+    assert rows == ["1", "3"]
+    assert stream.metrics.skipped == 2

@@ -21,7 +21,7 @@ from squirrel.buffers import ShardInterleaver, make_numpy_rng
 from squirrel.codec import Codec
 from squirrel.codec.base import Buffer
 from squirrel.codec.csv import CsvCodec, CsvDecoder, Dtypes
-from squirrel.errors import StoreUnavailable
+from squirrel.errors import DecodeError, StoreUnavailable
 from squirrel.sample import Sample, validate_key
 
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -172,10 +172,17 @@ class AsyncCsvLoaderStream(AsyncLoaderStream):
             shuffler = ShardInterleaver(plan.shuffle_item_buffer, make_numpy_rng(plan.seed, plan.epoch, "items"))
         async with closing(aiter(plan.fetch_objects(store, store.read_head))) as heads:
             async for head in heads:
+                if not isinstance(head, CsvHead):  # an object skipped (on_error="skip") while fetching
+                    continue
                 async with closing(aiter(store.batches(head))) as batches:
-                    async for batch in batches:
-                        for sample in shuffler.push(batch) if shuffler else batch:
-                            yield sample
+                    try:
+                        async for batch in batches:
+                            for sample in shuffler.push(batch) if shuffler else batch:
+                                yield sample
+                    except DecodeError as error:  # a bad line ends its object; rows of earlier chunks stay
+                        if plan.on_error == "raise":
+                            raise
+                        plan.skipped(head.key, error)
         for sample in shuffler.drain() if shuffler else ():
             yield sample
 

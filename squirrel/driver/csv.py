@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from squirrel.aio.csv import AsyncCsvLoader, AsyncCsvStore, CsvHead
-from squirrel.aio.loader import AsyncRecordLoader
+from squirrel.aio.loader import AsyncRecordLoader, LoadPlan
 from squirrel.aio.record_store import AsyncRecordStore
 from squirrel.codec.csv import Dtypes
 from squirrel.driver.loader import LoaderStream, RecordLoader
 from squirrel.driver.record import RecordStore
+from squirrel.errors import DecodeError
 from squirrel.iterstream.bridge import iterate_on_io_loop
 from squirrel.runtime import run_sync
 from squirrel.sample import Sample
@@ -31,6 +32,17 @@ def decode_batches(store: AsyncCsvStore, head: CsvHead) -> Iterator[list[Sample]
         for chunk in iterate_on_io_loop(lambda: aiter(store.read_rest(head))):
             yield from decoder.feed(chunk)
     yield decoder.finish()
+
+
+def _object_batches(plan: LoadPlan, store: AsyncCsvStore, head: CsvHead) -> Iterator[list[Sample]]:
+    """`decode_batches` for a loader: under ``on_error="skip"`` a bad line ends its object, logged and
+    counted. A large object is parsed a chunk at a time: rows of its earlier chunks were streamed and stay."""
+    try:
+        yield from decode_batches(store, head)
+    except DecodeError as error:
+        if plan.on_error == "raise":
+            raise
+        plan.skipped(head.key, error)
 
 
 class CsvStore(RecordStore):
@@ -68,7 +80,9 @@ class CsvLoaderStream(LoaderStream):
         """One pass over this reader's rows: heads fetched ahead on the IO loop, parsed here."""
         plan, store = self.plan, self.store
         heads = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, store.read_head)))
-        batches = itertools.chain.from_iterable(decode_batches(store, head) for head in heads)
+        batches = itertools.chain.from_iterable(
+            _object_batches(plan, store, head) for head in heads if isinstance(head, CsvHead)
+        )  # not a head: an object skipped (on_error="skip") while fetching
         return itertools.chain.from_iterable(plan.shuffle_chunks(batches))
 
 
