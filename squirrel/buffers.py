@@ -93,22 +93,18 @@ def consumed_per_shard(
     `rng` releases them. Its order depends only on the counts and the generator, so labels stand in for
     the samples and nothing needs to be read.
     """
-    taken = np.zeros(len(counts), dtype=np.int64)
     if shuffle_item_buffer <= 1:
-        ends = np.cumsum(counts)
-        return np.clip(skip - (ends - np.asarray(counts)), 0, counts).tolist() if len(counts) else []
+        starts = np.cumsum(counts, dtype=np.int64) - np.asarray(counts, dtype=np.int64)
+        return np.clip(skip - starts, 0, counts).tolist()
     interleaver: ShardInterleaver[int] = ShardInterleaver(shuffle_item_buffer, rng)
-    left = skip
+    released: list[int] = []
     for shard, count in enumerate(counts):
-        if not left:
+        if len(released) >= skip:
             break
-        released = interleaver.push([shard] * count)[:left]
-        taken += np.bincount(released, minlength=len(counts)).astype(np.int64) if released else 0
-        left -= len(released)
-    if left:
-        released = interleaver.drain()[:left]
-        taken += np.bincount(released, minlength=len(counts)).astype(np.int64) if released else 0
-    return taken.tolist()
+        released += interleaver.push([shard] * count)
+    if len(released) < skip:
+        released += interleaver.drain()
+    return np.bincount(released[:skip], minlength=len(counts)).tolist()
 
 
 def _pick(items: list[T], indices: list[int]) -> list[T]:

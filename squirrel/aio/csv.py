@@ -180,8 +180,6 @@ class AsyncCsvLoaderStream(AsyncLoaderStream):
                             for sample in shuffler.push(batch) if shuffler else batch:
                                 yield sample
                     except DecodeError as error:  # a bad line ends its object; rows of earlier chunks stay
-                        if plan.on_error == "raise":
-                            raise
                         plan.skipped(head.key, error)
         for sample in shuffler.drain() if shuffler else ():
             yield sample

@@ -8,9 +8,9 @@ attempts, a dead endpoint then took 8 x 34 s to fail.
 
 The subclasses here override `_request`: while `squirrel.aio.retry.with_retries` runs the request
 (`policy_retries_active`), the HTTP call is made once, unwrapped, and the policy decides what to retry;
-anywhere else (zarr's `FsspecStore`, the csv reader's ranged reads, `FileDriver`, any caller without a
-policy) they behave exactly as gcsfs does. gcsfs's classes themselves are untouched, so other users of
-gcsfs in the same process keep its retries.
+anywhere else (zarr's `FsspecStore`, `FileDriver`, any caller without a policy) they behave exactly as
+gcsfs does. gcsfs's classes themselves are untouched, so other users of gcsfs in the same process keep
+its retries.
 
 They also take squirrel's ``max_connections`` option (`LimitedConnections`): the size of the aiohttp
 connection pool of the filesystem's session, which gcsfs leaves at aiohttp's default of 100.

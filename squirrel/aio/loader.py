@@ -81,10 +81,18 @@ class LoadPlan:
             raise ValueError(f"equalize must be None, 'drop' or 'pad', got {self.equalize!r}")
 
     def skipped(self, key: str, error: Exception) -> list[Any]:
-        """Handle a bad object under ``on_error="skip"``: count it, log key and reason, yield nothing."""
+        """Handle a bad object: re-raise `error` under ``on_error="raise"``; under "skip", count it, log key
+        and reason, and return no samples in its place. Call it from the ``except`` clause that caught it."""
+        if self.on_error == "raise":
+            raise error
         self.metrics.skipped += 1
         logger.warning("skipping %s: %s: %s", key, type(error).__name__, error)
         return []
+
+    @property
+    def reshuffles_each_pass(self) -> bool:
+        """Whether this plan shuffles without a seed, drawing a new order each pass (which cannot be replayed)."""
+        return self.seed is None and max(self.shuffle_key_buffer, self.shuffle_item_buffer) > 1
 
     @property
     def split_kinds(self) -> frozenset[str]:
@@ -107,6 +115,8 @@ class LoadPlan:
 
     async def reader_keys(self, store: AsyncRecordStore) -> list[str]:
         """List (or take) the keys and return this reader's share, in order."""
+        if self.index_counts is not None:  # a resumed pass: the keys its replay was worked out for
+            return [key for key, _ in self.index_counts]
         keys = list(self.key_iterator) if self.key_iterator is not None else await store.list_keys()
         return self.share(keys, self.split())
 
@@ -141,13 +151,13 @@ class LoadPlan:
         `placeholders`, not fetched. None when that cannot be worked out exactly (no index, a key missing
         from it, `equalize`, ``on_error="skip"``, an unseeded shuffle): then the pass must be replayed.
         """
-        unseeded = self.seed is None and max(self.shuffle_key_buffer, self.shuffle_item_buffer) > 1
-        if self.equalize is not None or self.on_error != "raise" or unseeded:
+        if self.equalize is not None or self.on_error != "raise" or self.reshuffles_each_pass:
             return None
         index = await store.read_index()
         if index is None:
             return None
-        keys = await self.reader_keys(store)
+        listed = list(self.key_iterator) if self.key_iterator is not None else index.keys  # as list_keys does
+        keys = self.share(listed, self.split())
         if any(key not in index for key in keys):
             return None
         counts = [index.get(key).samples for key in keys]  # type: ignore[union-attr]
@@ -186,8 +196,6 @@ class LoadPlan:
                 try:
                     return await fetch(key)
                 except (DecodeError, KeyError) as error:
-                    if self.on_error == "raise":
-                        raise
                     return self.skipped(key, error)
                 finally:
                     metrics.in_flight -= 1

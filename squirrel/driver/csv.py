@@ -40,8 +40,6 @@ def _object_batches(plan: LoadPlan, store: AsyncCsvStore, head: CsvHead) -> Iter
     try:
         yield from decode_batches(store, head)
     except DecodeError as error:
-        if plan.on_error == "raise":
-            raise
         plan.skipped(head.key, error)
 
 

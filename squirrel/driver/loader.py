@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.loader import CONSUMED, AsyncRecordLoader, PlannedStream
+from squirrel.aio.loader import AsyncRecordLoader, PlannedStream
 from squirrel.driver.record import RecordStore
 from squirrel.errors import DecodeError
 from squirrel.iterstream.base import Composable
@@ -42,7 +42,7 @@ class LoaderStream(PlannedStream, Composable):
         replay = run_sync(self.plan.replay_plan(self.store, skip)) if skip else None
         if replay is None:
             return itertools.islice(iter(self), skip, None)
-        return _after_placeholders(type(self)(self.store, replay).one_pass(), skip)
+        return itertools.islice(type(self)(self.store, replay).one_pass(), skip, None)
 
     def one_pass(self) -> Iterator[Sample]:
         """One pass over this reader's samples; subclasses for other formats override this."""
@@ -63,23 +63,10 @@ class LoaderStream(PlannedStream, Composable):
             try:
                 return store.codec.decode(raw, store.object_url(key))
             except DecodeError as error:
-                if plan.on_error == "raise":
-                    raise
                 return plan.skipped(key, error)
 
         fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
         return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
-
-
-def _after_placeholders(samples: Iterator[Any], skip: int) -> Iterator[Sample]:
-    """`samples` after the first `skip`, which hold every placeholder of a correctly replayed pass."""
-    for sample in itertools.islice(samples, skip, None):
-        if sample is CONSUMED:
-            raise RuntimeError(
-                "a resumed pass did not replay the original order: the store's index does not match its "
-                "objects (rebuild it with write_index())"
-            )
-        yield sample
 
 
 def _repeat_passes(one_pass: Callable[[], Iterator[Sample]]) -> Iterator[Sample]:

@@ -39,7 +39,7 @@ def unseeded_shuffles(stream: Composable) -> list[str]:
     found = []
     for stage in stages(stream):
         plan = getattr(stage, "plan", None)
-        if plan is not None and plan.seed is None and max(plan.shuffle_key_buffer, plan.shuffle_item_buffer) > 1:
+        if plan is not None and plan.reshuffles_each_pass:
             found.append("get_iter(shuffle_key_buffer=..., shuffle_item_buffer=...) without seed=")
         if getattr(stage, "operator", None) is operators.shuffle_items and stage.args[0] > 1 and stage.args[1] is None:
             found.append(f".shuffle({stage.args[0]}) without seed=")
