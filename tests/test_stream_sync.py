@@ -501,3 +501,31 @@ def test_tqdm() -> None:
     assert IterableSource(range(10)).tqdm(file=out, mininterval=0).collect() == list(range(10))
     assert "10it" in out.getvalue()
     assert IterableSource(range(10)).tqdm(disable=True).take(3).collect() == [0, 1, 2]
+
+
+def test_a_bridge_closed_on_the_io_loop_closes_its_async_iterator_there() -> None:
+    """The GC may finalise an abandoned sync iterator on the IO loop's thread, where it cannot block."""
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from squirrel.iterstream.bridge import iterate_on_io_loop
+    from squirrel.runtime import run_sync
+
+    closed = asyncio.Event()
+
+    async def numbers() -> AsyncIterator[int]:
+        try:
+            for n in range(10):
+                yield n
+        finally:
+            closed.set()
+
+    items = iterate_on_io_loop(numbers)
+    assert next(items) == 0
+
+    async def close_here_and_wait() -> None:
+        items.close()
+        await asyncio.wait_for(closed.wait(), timeout=5)
+
+    run_sync(close_here_and_wait())
+    assert closed.is_set()

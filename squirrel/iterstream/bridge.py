@@ -5,11 +5,12 @@ Callers hand over chunks (a shard's worth of samples, say) so the cost per sampl
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from squirrel.runtime import run_sync
+from squirrel.runtime import io_loop, run_sync
 
 _END = object()
 
@@ -30,4 +31,14 @@ def iterate_on_io_loop(make_iterator: Callable[[], AsyncIterator[Any]]) -> Itera
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None and not sys.is_finalizing():
-            run_sync(aclose())
+            if _on_io_loop():  # closed (or garbage-collected) on the IO loop's own thread: it cannot block there
+                io_loop().create_task(aclose())
+            else:
+                run_sync(aclose())
+
+
+def _on_io_loop() -> bool:
+    try:
+        return asyncio.get_running_loop() is io_loop()
+    except RuntimeError:
+        return False
