@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
+from squirrel.errors import DecodeError
 from squirrel.sample import Sample
 
 Buffer = bytes | bytearray | memoryview
 """What codecs decode: stored bytes, or a view of a recycled read buffer."""
+
+
+_DEPRECATED_BYTES_ALIAS = re.compile(r"[<>|=]?a")
+"""numpy 2's deprecated 'a' alias for bytes ('S'): never written by numpy's ``dtype.str``, so by no encoder."""
+
+
+def dtype_from_text(text: str) -> np.dtype:
+    """The numpy dtype a stored type string (``'<f4'``, ``'|S5'``) names.
+
+    The deprecated 'a' alias is refused up front rather than parsed: numpy would warn, and catching that
+    warning means changing the process-wide warning filters from decoder threads.
+    """
+    if _DEPRECATED_BYTES_ALIAS.match(text):
+        raise DecodeError(f"unsupported numpy dtype {text!r}: the deprecated 'a' alias (numpy writes 'S')")
+    return np.dtype(text)
 
 
 class Codec(Protocol):

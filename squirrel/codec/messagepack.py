@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from squirrel.codec.base import Buffer
+from squirrel.codec.base import Buffer, dtype_from_text
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample, validate_keys
 
@@ -72,7 +72,7 @@ def _parse_dtype(kind: int, raw: bytes) -> np.dtype:
     if cached is not None and kind == _DTYPE_PLAIN:
         return cached
     if kind == _DTYPE_PLAIN:
-        dtype = np.dtype(raw.decode("ascii"))
+        dtype = dtype_from_text(raw.decode("ascii"))
     elif kind == _DTYPE_DESCR:
         dtype = np.lib.format.descr_to_dtype(_as_tuples(msgpack.unpackb(raw, raw=False)))
     else:

@@ -10,7 +10,6 @@ msgpack-numpy unpickles object arrays; this decoder refuses them.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ import msgpack
 import msgpack_numpy
 import numpy as np
 
-from squirrel.codec.base import Buffer
+from squirrel.codec.base import Buffer, dtype_from_text
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample, validate_key
 
@@ -32,12 +31,7 @@ def _dtype(descr: Any) -> np.dtype:
         descr = descr.decode("ascii")
     if isinstance(descr, list | tuple):
         descr = [(_text(f[0]), _dtype(f[1]), *[tuple(s) for s in f[2:]]) for f in descr]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)  # msgpack-numpy never writes a deprecated alias
-        try:
-            dtype = np.dtype(descr)
-        except DeprecationWarning as warning:
-            raise DecodeError(f"unsupported numpy dtype {descr!r}: {warning}") from None
+    dtype = dtype_from_text(descr) if isinstance(descr, str) else np.dtype(descr)
     if dtype.hasobject:
         raise UnsafePayloadError(f"refusing a numpy array of dtype {dtype}: object arrays need pickle")
     return dtype
