@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from squirrel.aio import bulk
-from squirrel.runtime import run_sync
+from squirrel._runtime import run_sync
 
 
 def write_shards(

@@ -11,11 +11,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from squirrel._runtime import run_sync
 from squirrel.driver import (
     CsvLoader,
     CsvStore,
@@ -27,7 +27,24 @@ from squirrel.driver import (
     RecordStore,
 )
 from squirrel.errors import SquirrelError
-from squirrel.runtime import run_sync
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DRIVERS",
+    "build_parser",
+    "cmd_bench",
+    "cmd_cat",
+    "cmd_convert",
+    "cmd_demo",
+    "cmd_index",
+    "cmd_ls",
+    "main",
+    "shard_rows",
+    "summarise",
+    "verify_store",
+]
 
 DRIVERS: dict[str, tuple[type[RecordStore], type[RecordLoader]]] = {
     "messagepack": (MessagepackStore, MessagePackDataLoader),
@@ -113,7 +130,7 @@ async def verify_store(store: Any) -> list[str]:
     index = await store.read_index()
     if index is None:
         raise SquirrelError(f"{store.url} has no index: build it with `squirrel index {store.url}`")
-    listed = set(await store._list_objects())
+    listed = set(await store.list_objects())
     problems = [f"unlisted: {store.object_url(k)}" for k in sorted(listed - set(index.keys))]
     problems += [f"missing: {store.object_url(k)}" for k in index.keys if k not in listed]
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 
+__all__ = ["IMAGE_SHAPE", "SAMPLES", "SHARDS", "main", "make_shards", "rate"]
+
 SAMPLES = 10_000
 SHARDS = 10
 IMAGE_SHAPE = (64, 64, 3)
@@ -59,12 +61,12 @@ def main(folder: str = "demo-data") -> None:
     loader = MessagePackDataLoader(str(root))
     started = time.perf_counter()
     count = 0
-    first = None
+    first: Sample | None = None
     for sample in loader.get_iter():
         first = first or sample
         count += 1
     elapsed = time.perf_counter() - started
-    if count != SAMPLES:
+    if count != SAMPLES or first is None:
         raise SystemExit(f"read back {count} samples, expected {SAMPLES}")
     print(f"read:  {count:,} samples via MessagePackDataLoader.get_iter(): {rate(count, payload, elapsed)}")
     image = first.value["image"]

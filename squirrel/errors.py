@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "DeadlineExceeded",
+    "DecodeError",
+    "EncodeError",
+    "SquirrelError",
+    "StoreTimeout",
+    "StoreUnavailable",
+    "UnsafePayloadError",
+]
+
 
 class SquirrelError(Exception):
     """Base class of every error squirrel raises on purpose."""

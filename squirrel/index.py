@@ -15,16 +15,33 @@ import base64
 import binascii
 import itertools
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 
 from squirrel.codec import COMPRESSIONS
 from squirrel.errors import DecodeError
 from squirrel.sample import validate_key
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "INDEX_FORMAT",
+    "INDEX_NAME",
+    "INDEX_VERSION",
+    "Index",
+    "IndexEntry",
+    "build_index",
+    "check_layout",
+    "checksum",
+    "describe",
+    "dump_index",
+    "parse_index",
+    "verify_object",
+]
 
 INDEX_NAME = "_squirrel_index.json"
 """The index's object name at the store's root (it matches no store suffix, so it is never listed as a key)."""

@@ -6,6 +6,8 @@ import dataclasses
 import logging
 from typing import Any
 
+__all__ = ["LoaderMetrics", "log_metrics", "report", "upstream_metrics"]
+
 logger = logging.getLogger("squirrel")
 
 

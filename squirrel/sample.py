@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = ["MAX_KEY_BYTES", "Sample", "Shard", "random_key", "validate_key", "validate_keys"]
 
 MAX_KEY_BYTES = 200
 """Longest key in UTF-8 bytes: room for a suffix and a temp prefix under the usual 255-byte file-name limit."""
@@ -34,7 +38,7 @@ def validate_keys(keys: Sequence[object]) -> None:
     over the joined keys instead of Python work per key); on a failure, raise for the first bad key."""
     if not keys:
         return
-    if set(map(type, keys)) == {str}:
+    if _all_str(keys):
         joined = "\x00" + "\x00".join(keys) + "\x00"  # NUL is never in a valid key: a safe separator
         if (
             joined.count("\x00") == len(keys) + 1
@@ -47,6 +51,10 @@ def validate_keys(keys: Sequence[object]) -> None:
             return
     for key in keys:
         validate_key(key)
+
+
+def _all_str(keys: Sequence[object]) -> TypeGuard[Sequence[str]]:
+    return set(map(type, keys)) == {str}
 
 
 def _short_enough(key: str) -> bool:

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "Split",
+    "current_split",
+    "equal_quota",
+    "rank_and_world_size",
+    "take_share",
+    "worker_and_num_workers",
+]
 
 T = TypeVar("T")
 

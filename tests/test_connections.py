@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from squirrel.aio import AsyncMessagepackLoader, AsyncMessagepackStore, AsyncRecordStore
-from squirrel.aio.fs import DEFAULT_MAX_CONNECTIONS, filesystem_class_and_options
+from squirrel.aio.fs import filesystem_class_and_options
+from squirrel.aio.connections import DEFAULT_MAX_CONNECTIONS
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, RecordStore
 from squirrel.driver.file_driver import FileDriver
 from squirrel.sample import Sample, Shard
@@ -211,4 +212,5 @@ async def test_local_and_memory_ignore_it(url: str, tmp_path: Any) -> None:
 def test_other_protocols_refuse_it() -> None:
     with pytest.raises(ValueError, match=r"max_connections is supported for gs://.*not for s3://"):
         AsyncRecordStore("s3://bucket/store", max_connections=3)
-    AsyncRecordStore("s3://bucket/store", max_connections=None)  # None means the default: accepted anywhere
+    with pytest.raises(ImportError, match="s3fs"):  # None passes the check; the missing filesystem fails at once
+        AsyncRecordStore("s3://bucket/store", max_connections=None)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import squirrel.aio.csv as aio_csv
+import squirrel.aio.stores.csv as aio_csv
 import squirrel.codec.csv as codec_csv
 from squirrel.aio import AsyncCsvLoader, AsyncCsvStore
 from squirrel.codec import CsvCodec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from squirrel.aio import AsyncMessagepackLoader
-from squirrel.aio.loader import plan_keys
+from squirrel.order import shuffled_keys as plan_keys
 from squirrel.driver import (
     JsonlLoader,
     JsonlStore,

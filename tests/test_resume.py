@@ -7,7 +7,7 @@ import random
 import pytest
 import torch.utils.data
 
-from squirrel.buffers import ShardInterleaver, consumed_per_shard, make_numpy_rng
+from squirrel.order import ShardInterleaver, consumed_per_shard, make_numpy_rng
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.errors import DecodeError
 from tests.helpers import interrupt_and_resume, make_samples

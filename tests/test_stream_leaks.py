@@ -23,10 +23,10 @@ import pytest
 
 from squirrel.aio import AsyncIterableSource
 from squirrel.iterstream import IterableSource
-from squirrel.runtime import io_loop
+from squirrel._runtime import io_loop
 
 PIPELINES = ["async_map_coroutine", "async_map_plain", "prefetch", "async_map_prefetch", "chain"]
-IO_LOOP_THREAD = "fsspecIO"  # the process's IO loop, started on first use and then kept
+IO_LOOP_THREAD = "squirrel-io"  # the process's IO loop, started on first use and then kept
 
 pytestmark = pytest.mark.timeout(60)  # a stream that waits for an hour-long call instead of cancelling it
 
@@ -129,11 +129,19 @@ def _fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _io_loop_task_count() -> int:
-    async def count() -> int:
-        return len(asyncio.all_tasks()) - 1  # all but this one
+def _io_loop_tasks() -> set[asyncio.Task]:
+    async def tasks() -> set[asyncio.Task]:
+        return asyncio.all_tasks() - {asyncio.current_task()}
 
-    return asyncio.run_coroutine_threadsafe(count(), io_loop()).result(5)
+    return asyncio.run_coroutine_threadsafe(tasks(), io_loop()).result(5)
+
+
+_RUNTIME_TASKS: set[asyncio.Task] = set()
+"""The IO loop's own tasks (its portal), there before any stream runs."""
+
+
+def _io_loop_task_count() -> int:
+    return len(_io_loop_tasks() - _RUNTIME_TASKS)
 
 
 def _new_threads(before: set[threading.Thread]) -> list[str]:
@@ -166,6 +174,8 @@ class _BodyError(Exception):
 def _io_loop_started():
     io_loop()  # its thread and fds exist before anything is counted
     gc.collect()
+    if not _RUNTIME_TASKS:
+        _RUNTIME_TASKS.update(_io_loop_tasks())
 
 
 # --- async face ----------------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The async core: stores, loaders and streams that run on the caller's event loop."""
 
-from squirrel.aio.csv import AsyncCsvLoader, AsyncCsvStore
 from squirrel.aio.file_driver import AsyncFileDriver
-from squirrel.aio.loader import AsyncJsonlLoader, AsyncMessagepackLoader, AsyncRecordLoader
-from squirrel.aio.record_store import AsyncRecordStore
-from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
+from squirrel.aio.loaders import AsyncCsvLoader, AsyncJsonlLoader, AsyncMessagepackLoader, AsyncRecordLoader
+from squirrel.aio.stores.csv import AsyncCsvStore
+from squirrel.aio.stores.record import AsyncRecordStore
+from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrStore
 

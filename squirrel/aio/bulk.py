@@ -16,8 +16,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from squirrel.aio.executors import await_executor_future
-from squirrel.aio.record_store import AsyncRecordStore
-from squirrel.aio.shard_stores import AsyncJsonlStore, AsyncMessagepackStore
+from squirrel.aio.stores.record import AsyncRecordStore
+from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.index import IndexEntry
 from squirrel.sample import Shard, validate_key

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["await_executor_future", "call", "is_async_callable"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -25,7 +29,7 @@ async def await_executor_future(future: Any) -> Any:
     waiter: asyncio.Future[None] = loop.create_future()
 
     def wake(_: Any) -> None:
-        loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+        loop.call_soon_threadsafe(_set_done, waiter)
 
     future.add_done_callback(wake)
     try:
@@ -34,6 +38,11 @@ async def await_executor_future(future: Any) -> Any:
         future.cancel()
         raise
     return await asyncio.to_thread(future.result)
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def call(fn: Callable[[Any], Any], item: Any, executor: Any | None) -> Any:

@@ -18,16 +18,11 @@ from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 from fsspec.implementations.local import LocalFileSystem
 
+from squirrel.aio.connections import MAX_CONNECTIONS, check_max_connections
+
 _GCS_PROTOCOLS = ("gs", "gcs")
 _CONNECTIONLESS_PROTOCOLS = ("file", "local", "memory")
 """Filesystems that open no network connections: ``max_connections`` is checked, then ignored."""
-
-MAX_CONNECTIONS = "max_connections"
-"""squirrel's own storage option for gs:// stores: the most HTTP connections the store's filesystem keeps
-open at once (see `check_max_connections`). Never passed on to gcsfs itself."""
-
-DEFAULT_MAX_CONNECTIONS = 100
-"""aiohttp's default connection pool size per session, which gcsfs uses unless told otherwise."""
 
 
 def split_protocol(url: str) -> tuple[str, str]:
@@ -41,6 +36,12 @@ def split_protocol(url: str) -> tuple[str, str]:
 def is_local(fs: AsyncFileSystem) -> bool:
     """Whether `fs` is the local disk (where atomic writes need a temp file and a rename)."""
     return isinstance(getattr(fs, "sync_fs", None), LocalFileSystem)
+
+
+def is_blocking(fs: AsyncFileSystem) -> bool:
+    """Whether `fs` wraps a blocking filesystem (local disk, memory://): its calls are best made in
+    batches from one worker thread (``fs.sync_fs``), not one thread hop each."""
+    return isinstance(fs, AsyncFileSystemWrapper)
 
 
 CONNECT_TIMEOUT = 10.0
@@ -58,22 +59,6 @@ def gcs_endpoint(storage_options: dict[str, Any]) -> str | None:
     if "://" not in endpoint:
         endpoint = f"http://{endpoint}"
     return endpoint.rstrip("/")
-
-
-def check_max_connections(value: object) -> int | None:
-    """`value` as a ``max_connections`` storage option: a positive int, or None for the default.
-
-    The default is aiohttp's 100 connections per filesystem. A service with more requests in flight than
-    that queues them for a free connection; raising the limit lets more run at once, but each connection is
-    an open file descriptor, and the usual ``ulimit -n`` of 1024 is soon exhausted, hence the modest default.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{MAX_CONNECTIONS} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{MAX_CONNECTIONS} must be a positive int, got {value!r}")
-    return value
 
 
 def check_storage_options(protocol: str, storage_options: dict[str, Any]) -> None:
@@ -103,7 +88,7 @@ def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, di
     import aiohttp
     import gcsfs.core
 
-    from squirrel.aio.gcs import LimitedConnections, policy_retried_class
+    from squirrel.aio.gcs import LimitedConnections, policy_retried_class  # imported here only: gcsfs is slow to import
 
     endpoint = gcs_endpoint(options)
     if options.get(MAX_CONNECTIONS) is None:  # None: the default pool, and gcsfs's classes exactly as they are

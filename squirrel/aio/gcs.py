@@ -28,7 +28,7 @@ import aiohttp
 import gcsfs.core
 from gcsfs.retry import HttpError
 
-from squirrel.aio.fs import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, check_max_connections
+from squirrel.aio.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, check_max_connections
 from squirrel.aio.retry import policy_retries_active
 
 _gcsfs_request = gcsfs.core.GCSFileSystem._request

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from squirrel.aio.executors import call, is_async_callable
-from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
+from squirrel.batching import Batcher
+from squirrel.order import ShuffleBuffer, make_rng
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
 

@@ -17,10 +17,12 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from squirrel.errors import DeadlineExceeded, StoreTimeout, StoreUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 __all__ = [
     "NO_RETRY",
@@ -78,7 +80,7 @@ class RetryPolicy:
         Half the cap is always waited, so retries spread over a predictable window; the random half keeps
         many clients that failed together from retrying in lockstep.
         """
-        cap = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        cap = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
         return cap / 2 + rng.uniform(0, cap / 2)
 
 
@@ -104,7 +106,7 @@ def is_transient(error: BaseException) -> bool:
     if package in ("gcsfs", "google"):
         from gcsfs.retry import is_retriable  # already imported: the error came from there
 
-        return is_retriable(error)  # a token refresh failing, a checksum mismatch
+        return bool(is_retriable(error))  # a token refresh failing, a checksum mismatch
     # client-side connection, payload and protocol errors of the HTTP libraries fsspec uses
     return package in ("aiohttp", "requests")
 
@@ -139,16 +141,22 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
                 elapsed = time.monotonic() - started
                 tried = f"{attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} s"
                 last = _describe(error, limit)
-                details = {"request": what, "attempts": attempt, "elapsed": elapsed}
                 pause = 0.0 if attempt == policy.attempts else policy.backoff(attempt, rng)
                 if policy.deadline is not None and elapsed + pause >= policy.deadline:
                     raise DeadlineExceeded(
                         f"{what}: out of time (deadline {policy.deadline:g} s) after {tried}; last error: {last}",
-                        **details,
+                        request=what,
+                        attempts=attempt,
+                        elapsed=elapsed,
                     ) from error
                 if attempt == policy.attempts:
                     kind = StoreTimeout if isinstance(error, TimeoutError) else StoreUnavailable
-                    raise kind(f"{what}: gave up after {tried}; last error: {last}", **details) from error
+                    raise kind(
+                        f"{what}: gave up after {tried}; last error: {last}",
+                        request=what,
+                        attempts=attempt,
+                        elapsed=elapsed,
+                    ) from error
                 logger.debug("%s: attempt %d failed (%s); retrying in %.2f s", what, attempt, last, pause)
                 await asyncio.sleep(pause)
     finally:

@@ -8,19 +8,45 @@ what is in flight.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.aio import operators as ops
-from squirrel.metrics import upstream_metrics
+
+if TYPE_CHECKING:
+    from squirrel.metrics import LoaderMetrics
+
+__all__ = ["AsyncComposable", "AsyncIterableSource"]
 
 C = TypeVar("C", bound="AsyncComposable")
 
 
 class AsyncComposable:
-    """Base of every async stream. Subclass it and override `__aiter__` to write your own stage."""
+    """Base of every async stream. Subclass it and override `__aiter__` to write your own stage.
+
+    Like the sync `Composable`, every stage answers `set_epoch`, `split_kinds` and `loader_metrics` for
+    the chain above it by asking its `source`; a loader's stream answers for itself.
+    """
 
     def __init__(self, source: Iterable[Any] | AsyncIterable[Any] | Callable[[], Any] | None = None) -> None:
         self.source = source
+
+    def _upstream(self) -> AsyncComposable | None:
+        return self.source if isinstance(self.source, AsyncComposable) else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` for the order of the next pass, here and in every stage upstream."""
+        if (upstream := self._upstream()) is not None:
+            upstream.set_epoch(epoch)
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits ("rank", "worker") happen here or upstream."""
+        upstream = self._upstream()
+        return upstream.split_kinds() if upstream is not None else frozenset()
+
+    def loader_metrics(self) -> list[LoaderMetrics]:
+        """The counters of every loader upstream."""
+        upstream = self._upstream()
+        return upstream.loader_metrics() if upstream is not None else []
 
     def __aiter__(self) -> AsyncIterator[Any]:
         if self.source is None:
@@ -91,7 +117,7 @@ class AsyncComposable:
         loaders, bytes and bytes/s fetched, fetches in flight and objects skipped.
         `squirrel.metrics.log_metrics` is a ready callback that logs them.
         """
-        return self._then(ops.monitor_items, callback, every, upstream_metrics(self))
+        return self._then(ops.monitor_items, callback, every, self.loader_metrics())
 
     def tqdm(self, **tqdm_kwargs: Any) -> AsyncComposable:
         """Show a tqdm progress bar while iterating."""
@@ -120,7 +146,9 @@ class AsyncIterableSource(AsyncComposable):
 
 
 class _Stage(AsyncComposable):
-    def __init__(self, source: AsyncComposable, operator: Callable[..., AsyncIterator[Any]], args: tuple) -> None:
+    def __init__(
+        self, source: AsyncComposable, operator: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...]
+    ) -> None:
         super().__init__(source)
         self.operator = operator
         self.args = args

@@ -3,6 +3,11 @@
 `AsyncZarrStore` keeps one group per sample, named by its key: numpy fields become arrays of the group,
 every other field (numbers, strings, lists, dicts: JSON) an attribute. `AsyncZarrLoader` opens the root
 group on the running loop and calls a fetcher on it for each top-level key, many keys at once.
+
+Each store acquires the running loop's shared filesystem (`squirrel.aio.fs`) on first use and holds it
+until `aclose` (or ``async with``) releases it; the last user closes its network session. This module is
+also the one implementation of the blocking face (`squirrel.driver.zarr`), which runs it on squirrel's IO
+loop: that is why `AsyncZarrLoaderStream` can hand a plain fetcher the root as a blocking `zarr.Group`.
 """
 
 from __future__ import annotations
@@ -12,21 +17,26 @@ import functools
 import json
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import zarr
 import zarr.api.asynchronous as zarr_async
-from fsspec.asyn import AsyncFileSystem
 from zarr.storage import FsspecStore
 
+from squirrel.aio.executors import is_async_callable
 from squirrel.aio.fs import acquire_filesystem, check_storage_options, release_filesystem, split_protocol
-from squirrel.aio.loader import LoadPlan
 from squirrel.aio.operators import closing
-from squirrel.aio.record_store import MAX_CONCURRENT_WRITES
+from squirrel.aio.stores.record import MAX_CONCURRENT_WRITES
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.errors import EncodeError
+from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard, validate_key
+
+if TYPE_CHECKING:
+    from fsspec.asyn import AsyncFileSystem
+
+__all__ = ["AsyncZarrLoader", "AsyncZarrLoaderStream", "AsyncZarrStore", "fetch"]
 
 _METADATA_NAMES = frozenset({"zarr.json"})
 
@@ -36,6 +46,8 @@ class AsyncZarrStore:
 
     Arrays keep dtype and shape (a numpy scalar comes back as a numpy scalar). A group is many objects,
     so a write is not atomic: a reader may see a sample's group before all its arrays are written.
+    Use it as ``async with AsyncZarrStore(url) as store:``, or call `aclose`, to release its filesystem.
+    `ValueError` at construction for storage options the protocol does not honour (``max_connections``).
     """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
@@ -66,13 +78,17 @@ class AsyncZarrStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release this store's filesystem on the running loop (closing its session if it was the last user)."""
+        """Release this store's filesystem on the running loop (closing its session if it was the last user).
+
+        The store stays usable: its next call acquires a filesystem again. Groups and arrays opened
+        before (`open_root`) hold the released filesystem and should not be used after this.
+        """
         fs = self._filesystems.pop(asyncio.get_running_loop(), None)
         if fs is not None:
             await release_filesystem(fs)
 
-    def zarr_store(self, read_only: bool = True) -> FsspecStore:
-        """A zarr store over the root folder, on the running loop's shared filesystem."""
+    def _zarr_store(self, read_only: bool = True) -> FsspecStore:
+        """A zarr store over the root folder, on the running loop's shared filesystem (acquired once per loop)."""
         loop = asyncio.get_running_loop()
         fs = self._filesystems.get(loop)
         if fs is None:
@@ -80,26 +96,35 @@ class AsyncZarrStore:
         return FsspecStore(fs, read_only=read_only, path=fs._strip_protocol(self.url).rstrip("/"))
 
     async def open_root(self, mode: str = "r") -> zarr.AsyncGroup:
-        """The root group, opened on the running loop (zarr modes: "r", "r+", "a", "w", "w-")."""
+        """The root group, opened on the running loop (zarr modes: "r", "r+", "a", "w", "w-").
+
+        `FileNotFoundError` naming the URL if there is no group there (in a reading mode).
+        """
         try:
-            return await zarr_async.open_group(store=self.zarr_store(read_only=mode == "r"), mode=mode)
+            return await zarr_async.open_group(store=self._zarr_store(read_only=mode == "r"), mode=mode)
         except FileNotFoundError:
             raise FileNotFoundError(f"no zarr group at {self.url}") from None
 
     async def list_keys(self) -> list[str]:
-        """The names of the root group's children, sorted, from one listing (no read per child)."""
-        names = [name async for name in self.zarr_store().list_dir("")]
+        """The names of the root group's children, sorted, from one listing (no read per child).
+
+        An empty list if nothing is stored at the URL yet.
+        """
+        names = [name async for name in self._zarr_store().list_dir("")]
         return sorted(name for name in names if name not in _METADATA_NAMES and not name.startswith("."))
 
     async def keys(self) -> AsyncIterator[str]:
-        """Yield every key in the store, sorted."""
+        """Yield every key in the store, sorted (see `list_keys`)."""
         for key in await self.list_keys():
             yield key
 
     async def fetch(self, key: str) -> list[Sample]:
-        """The sample stored under `key`, as a one-item list; `KeyError` if there is no such group."""
+        """The sample stored under `key`, as a one-item list.
+
+        `KeyError` naming the key and URL if there is no such group; `ValueError` for an invalid key.
+        """
         try:
-            group = await zarr_async.open_group(store=self.zarr_store(), path=validate_key(key), mode="r")
+            group = await zarr_async.open_group(store=self._zarr_store(), path=validate_key(key), mode="r")
         except FileNotFoundError:
             raise KeyError(f"no group {key!r} in {self!r} (looked under {self.url}/{key})") from None
         value: dict[str, Any] = dict(group.attrs)
@@ -109,14 +134,16 @@ class AsyncZarrStore:
         return [Sample(value, key)]
 
     async def get(self, key: str) -> AsyncIterator[Sample]:
-        """Yield the sample stored under `key`."""
+        """Yield the sample stored under `key` (see `fetch`; `KeyError` if there is none)."""
         for sample in await self.fetch(key):
             yield sample
 
     async def set(self, item: Sample | Shard) -> None:
         """Write a sample (or each sample of a shard) as a group named by its key, replacing any old one.
 
-        Every sample is checked before anything is written, so a bad value writes nothing.
+        Every sample is checked before anything is written, so a bad value writes nothing: `EncodeError`
+        for a value that is not a dict, an object array or a non-array field that is not JSON;
+        `ValueError` for an invalid key or field name; `TypeError` for anything but a Sample or Shard.
         """
         if isinstance(item, Sample):
             samples = [item]
@@ -166,32 +193,53 @@ async def _run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 
 async def fetch(group: zarr.AsyncGroup, key: str) -> Any:
-    """The default async fetcher: the node `key` of the root group (an `AsyncArray` or `AsyncGroup`)."""
+    """The default async fetcher: the node `key` of the root group (an `AsyncArray` or `AsyncGroup`).
+
+    `KeyError` if the root group has no such node.
+    """
     return await group.getitem(key)
 
 
 class AsyncZarrLoaderStream(AsyncComposable):
-    """The async stream of `AsyncZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in order."""
+    """The async stream of `AsyncZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in order.
 
-    def __init__(self, store: AsyncZarrStore, fetcher: Callable[[Any, str], Any], plan: LoadPlan) -> None:
+    Re-iterable: each pass opens the root group, lists the keys (unless the plan names them) and plans
+    this reader's share with the plan's seed and epoch. A coroutine fetcher gets the root `zarr.AsyncGroup`;
+    a plain one runs in a thread pool and gets ``root_face(root)``, the `AsyncGroup` itself by default
+    (the blocking face passes `zarr.Group`, whose calls run on the loop this stream is iterated on).
+    """
+
+    def __init__(
+        self,
+        store: AsyncZarrStore,
+        fetcher: Callable[[Any, str], Any],
+        plan: LoadPlan,
+        root_face: Callable[[zarr.AsyncGroup], Any] | None = None,
+    ) -> None:
         super().__init__(None)
         self.store = store
         self.fetcher = fetcher
         self.plan = plan
+        self.root_face = root_face
 
-    @property
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next pass."""
+        self.plan.epoch = epoch
+
+    def epoch(self) -> int:
+        """The epoch the next pass orders keys for."""
+        return self.plan.epoch
+
     def split_kinds(self) -> frozenset[str]:
         """Which splits this stream applies ("rank", "worker")."""
         return self.plan.split_kinds
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next iteration."""
-        self.plan.epoch = epoch
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         plan, store = self.plan, self.store
         root = await store.open_root("r")
         keys = plan.key_iterator if plan.key_iterator is not None else await store.list_keys()
+        if self.root_face is not None and not is_async_callable(self.fetcher):
+            root = self.root_face(root)
         fetched = (
             AsyncIterableSource(plan.share(keys, plan.split()))
             .async_map(functools.partial(self.fetcher, root), max_concurrency=plan.max_concurrency)
@@ -203,7 +251,10 @@ class AsyncZarrLoaderStream(AsyncComposable):
 
 
 class AsyncZarrLoader:
-    """Reads a zarr hierarchy by top-level key: ``AsyncZarrLoader(url).get_iter(fetcher_func=...)``."""
+    """Reads a zarr hierarchy by top-level key: ``AsyncZarrLoader(url).get_iter(fetcher_func=...)``.
+
+    Use it as ``async with AsyncZarrLoader(url) as loader:``, or call `aclose`, to release its filesystem.
+    """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
@@ -220,11 +271,14 @@ class AsyncZarrLoader:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the store's filesystem on the running loop."""
+        """Release the store's filesystem on the running loop (see `AsyncZarrStore.aclose`)."""
         await self.store.aclose()
 
     async def get_store(self, mode: str = "r") -> zarr.AsyncGroup:
-        """The root group, opened on the running loop."""
+        """The root group, opened on the running loop (zarr modes: "r", "r+", "a", "w", "w-").
+
+        `FileNotFoundError` naming the URL if there is no group there (in a reading mode).
+        """
         return await self.store.open_root(mode)
 
     def get_iter(
@@ -251,7 +305,10 @@ class AsyncZarrLoader:
             max_concurrency: fetcher calls in flight at once.
             prefetch: results held ready ahead of the consumer.
             shuffle_key_buffer, seed, epoch, split_by_rank, split_by_worker, rank, world_size: as for
-                `AsyncRecordLoader.get_iter`.
+                `AsyncRecordLoader.get_iter` (keys are planned by `squirrel.plan.LoadPlan`).
+
+        `ValueError` here for `max_concurrency` or `prefetch` below 1. While iterating: `FileNotFoundError`
+        if there is no root group, and whatever the fetcher raises, at its key.
         """
         plan = LoadPlan(
             key_iterator=list(key_iterator) if key_iterator is not None else None,

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from squirrel.errors import DecodeError
-from squirrel.sample import Sample
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from squirrel.sample import Sample
+
+__all__ = ["Buffer", "Codec", "dtype_from_text"]
 
 Buffer = bytes | bytearray | memoryview
 """What codecs decode: stored bytes, or a view of a recycled read buffer."""
@@ -19,7 +24,7 @@ _DEPRECATED_BYTES_ALIAS = re.compile(r"[<>|=]?a")
 """numpy 2's deprecated 'a' alias for bytes ('S'): never written by numpy's ``dtype.str``, so by no encoder."""
 
 
-def dtype_from_text(text: str) -> np.dtype:
+def dtype_from_text(text: str) -> np.dtype[Any]:
     """The numpy dtype a stored type string (``'<f4'``, ``'|S5'``) names.
 
     The deprecated 'a' alias is refused up front rather than parsed: numpy would warn, and catching that

@@ -6,6 +6,8 @@ import zlib
 
 from squirrel.errors import DecodeError
 
+__all__ = ["COMPRESSIONS", "DEFAULT_MAX_DECOMPRESSED_SIZE", "check_compression", "compress", "decompress"]
+
 COMPRESSIONS: dict[str | None, str] = {None: "", "gzip": ".gz"}
 """Supported compressions and the suffix each adds to object names."""
 

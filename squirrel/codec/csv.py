@@ -15,14 +15,18 @@ import csv
 import io
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from squirrel.codec.base import Buffer
 from squirrel.codec.compression import check_compression
 from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_key
+
+if TYPE_CHECKING:
+    from squirrel.codec.base import Buffer
+
+__all__ = ["KEY_COLUMN", "MAX_RECORD_BYTES", "PIECE_BYTES", "CsvCodec", "CsvDecoder", "Dtypes"]
 
 KEY_COLUMN = "key"
 """The column that holds sample keys."""

@@ -7,14 +7,19 @@ dict keys come back as strings (JSON objects have string keys). Bytes cannot be 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_key
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from squirrel.codec.base import Buffer
+
+__all__ = ["JsonlCodec"]
 
 
 def _default(obj: Any) -> Any:
@@ -49,7 +54,7 @@ class JsonlCodec:
 
     def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Parse every non-empty line; a bad line raises `DecodeError` with its line number."""
-        samples = []
+        samples: list[Sample] = []
         for number, line in enumerate(bytes(data).split(b"\n"), start=1):
             if not line.strip():
                 continue

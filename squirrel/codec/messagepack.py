@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import numpy as np
@@ -27,6 +27,19 @@ import numpy as np
 from squirrel.codec.base import Buffer, dtype_from_text
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample, validate_keys
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = [
+    "EXT_NDARRAY",
+    "EXT_NUMPY_SCALAR",
+    "MAGIC",
+    "VERSION",
+    "MessagepackCodec",
+    "pack_value",
+    "unpack_value",
+]
 
 EXT_NDARRAY = 1
 EXT_NUMPY_SCALAR = 2
@@ -40,7 +53,9 @@ _DTYPE_DESCR = 1  # structured or sub-array dtype, given as a msgpack-packed num
 _ARRAY_HEAD = struct.Struct("<BBH")  # dtype encoding, ndim, dtype-bytes length
 _U64 = struct.Struct("<Q")
 _DIMS = [struct.Struct(f"<{n}Q") for n in range(65)]  # numpy allows at most 32 dimensions (64 in numpy 2)
-_dtype_cache: dict[bytes, np.dtype] = {}
+_dtype_cache: dict[bytes, np.dtype[Any]] = {}
+_PLAIN_BASES: tuple[type[Any], ...] = (bool, int, float, str, bytes, list, dict)
+"""Types msgpack packs as they are; under ``strict_types`` their subclasses reach `default`, packed as the base."""
 
 
 def _aligned(offset: int) -> int:
@@ -50,7 +65,7 @@ def _aligned(offset: int) -> int:
 # -- dtypes ----------------------------------------------------------------------------------------
 
 
-def _dtype_bytes(dtype: np.dtype) -> tuple[int, bytes]:
+def _dtype_bytes(dtype: np.dtype[Any]) -> tuple[int, bytes]:
     if dtype.fields is None and dtype.subdtype is None:
         return _DTYPE_PLAIN, dtype.str.encode("ascii")
     return _DTYPE_DESCR, msgpack.packb(np.lib.format.dtype_to_descr(dtype), use_bin_type=True)
@@ -67,7 +82,7 @@ def _as_tuples(descr: Any) -> Any:
     return fields
 
 
-def _parse_dtype(kind: int, raw: bytes) -> np.dtype:
+def _parse_dtype(kind: int, raw: bytes) -> np.dtype[Any]:
     cached = _dtype_cache.get(raw)
     if cached is not None and kind == _DTYPE_PLAIN:
         return cached
@@ -84,7 +99,7 @@ def _parse_dtype(kind: int, raw: bytes) -> np.dtype:
     return dtype
 
 
-def _refuse_objects(array: np.ndarray) -> None:
+def _refuse_objects(array: npt.NDArray[Any]) -> None:
     if array.dtype.hasobject:
         raise EncodeError(
             f"cannot store a numpy array of dtype {array.dtype} (object arrays would need pickle); "
@@ -92,12 +107,12 @@ def _refuse_objects(array: np.ndarray) -> None:
         )
 
 
-def _array_head(array: np.ndarray) -> bytes:
+def _array_head(array: npt.NDArray[Any]) -> bytes:
     kind, dtype_bytes = _dtype_bytes(array.dtype)
     return _ARRAY_HEAD.pack(kind, array.ndim, len(dtype_bytes)) + dtype_bytes + _DIMS[array.ndim].pack(*array.shape)
 
 
-def _parse_array_head(payload: bytes) -> tuple[np.dtype, tuple[int, ...], int, int]:
+def _parse_array_head(payload: bytes) -> tuple[np.dtype[Any], tuple[int, ...], int, int]:
     """dtype, shape, byte size, and where the bytes after the head start."""
     kind, ndim, dtype_len = _ARRAY_HEAD.unpack_from(payload, 0)
     offset = _ARRAY_HEAD.size + dtype_len
@@ -109,10 +124,10 @@ def _parse_array_head(payload: bytes) -> tuple[np.dtype, tuple[int, ...], int, i
     return dtype, shape, count * dtype.itemsize, offset + 8 * ndim
 
 
-_layouts: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+_layouts: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], int]] = {}
 
 
-def _array_layout(head: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+def _array_layout(head: bytes) -> tuple[np.dtype[Any], tuple[int, ...], int]:
     """dtype, shape and byte size of an array head, cached: a dataset has few distinct ones."""
     layout = _layouts.get(head)
     if layout is None:
@@ -125,7 +140,9 @@ def _array_layout(head: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
     return layout
 
 
-def _view(buffer: bytes, dtype: np.dtype, shape: tuple[int, ...], nbytes: int, start: int, end: int) -> np.ndarray:
+def _view(
+    buffer: Buffer, dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int, start: int, end: int
+) -> npt.NDArray[Any]:
     """A read-only view of `buffer[start:start + nbytes]`, which must end by `end`."""
     if start + nbytes > end:
         raise ValueError(f"array of shape {shape} and dtype {dtype} runs past the end of its data")
@@ -168,7 +185,7 @@ class _Packer:
             return list(obj)
         if isinstance(obj, Mapping):
             return dict(obj)
-        for base in (bool, int, float, str, bytes, list, dict):
+        for base in _PLAIN_BASES:
             if isinstance(obj, base):
                 return base(obj)
         raise EncodeError(

@@ -10,8 +10,7 @@ msgpack-numpy unpickles object arrays; this decoder refuses them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import msgpack_numpy
@@ -21,12 +20,17 @@ from squirrel.codec.base import Buffer, dtype_from_text
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample, validate_key
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def _field(obj: dict, name: str) -> Any:
+__all__ = ["SquirrelCoreJsonlCodec", "SquirrelCoreMessagepackCodec"]
+
+
+def _field(obj: dict[Any, Any], name: str) -> Any:
     return obj[name.encode()] if name.encode() in obj else obj[name]
 
 
-def _dtype(descr: Any) -> np.dtype:
+def _dtype(descr: Any) -> np.dtype[Any]:
     if isinstance(descr, bytes):
         descr = descr.decode("ascii")
     if isinstance(descr, list | tuple):
@@ -41,7 +45,7 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _numpy_hook(obj: dict) -> Any:
+def _numpy_hook(obj: dict[Any, Any]) -> Any:
     """msgpack-numpy's array and scalar maps -> numpy, without ever unpickling."""
     if b"nd" not in obj and "nd" not in obj:
         if (b"complex" in obj or "complex" in obj) and len(obj) == 2:
@@ -101,7 +105,7 @@ class SquirrelCoreMessagepackCodec:
         )
         unpacker.feed(data)
         shard_key = _shard_key(source)
-        samples = []
+        samples: list[Sample] = []
         try:
             for value in unpacker:
                 samples.append(_sample(value, shard_key, len(samples)))
@@ -129,7 +133,7 @@ class SquirrelCoreJsonlCodec:
     def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Every non-empty line as a sample; a bad line raises `DecodeError` with its number."""
         shard_key = _shard_key(source)
-        samples = []
+        samples: list[Sample] = []
         for number, line in enumerate(bytes(data).split(b"\n"), start=1):
             if not line.strip():
                 continue

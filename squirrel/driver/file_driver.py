@@ -1,64 +1,68 @@
 """`FileDriver`: one file at a URL (a model checkpoint, say), opened as a blocking file object.
 
 ``with FileDriver(url).get_store(mode="wb", create_if_not_exists=True) as f: torch.jit.save(model, f)``.
-Opened with fsspec's sync filesystem for the url (for gs:// with an endpoint, the same gcsfs class and
-options as the async core); `squirrel.aio.AsyncFileDriver` is the async twin.
+The blocking face of `squirrel.aio.AsyncFileDriver`: the same `StagedFile` coroutines stage the file and
+commit or discard it, run on the process's IO loop; in between, ``f`` is a plain local file object on the
+staged file (``read``, ``write``, ``seek``, ``tell``), so reads and writes cost no trip to the loop. Writes
+land only when the block exits without an error; a block that fails leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
-import shutil
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from fsspec import AbstractFileSystem
-from fsspec.implementations.local import LocalFileSystem
+from squirrel._runtime import run_sync
+from squirrel.aio.file_driver import MODES, FileDriverBase
 
-from squirrel.aio.file_driver import check_mode, missing_folder_error
-from squirrel.aio.fs import check_storage_options, filesystem_class_and_options, split_protocol
+if TYPE_CHECKING:
+    from squirrel.aio.file_driver import StagedFile
+
+__all__ = ["MODES", "File", "FileDriver"]
 
 
-class FileDriver:
-    """One file at `url` on any fsspec filesystem: ``with FileDriver(url).get_store("rb") as f: ...``."""
+class FileDriver(FileDriverBase):
+    """One file at `url` on any fsspec filesystem: ``with FileDriver(url).get_store("rb") as f: ...``.
 
-    def __init__(self, url: str, **storage_options: Any) -> None:
-        check_storage_options(split_protocol(url)[0], storage_options)
-        self.url = url
-        self.storage_options = storage_options
+    Safe to use from threads, from code that runs its own event loop, and in forked child processes; not
+    from squirrel's own IO loop (`RuntimeError`: await `AsyncFileDriver` there).
+    """
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
-
-    def get_store(self, mode: str = "rb", create_if_not_exists: bool = False) -> IO[Any]:
-        """The file opened in `mode` ("rb", "r", "wb", "w", "ab"), to use in a ``with`` block.
+    def get_store(self, mode: str = "rb", create_if_not_exists: bool = False) -> File:
+        """A context manager giving the file opened in `mode` ("rb", "r", "wb", "w", "ab") as a plain file object.
 
         `create_if_not_exists` makes missing parent folders of a local file being written (object stores
-        need none). A missing file in a read mode raises `FileNotFoundError` naming the url.
+        need none). Raises `ValueError` for an unknown mode now; on entering the block, `FileNotFoundError`
+        naming the url for a missing file in a read mode, or for a missing local folder to write in.
         """
-        check_mode(mode)
-        cls, options = filesystem_class_and_options(split_protocol(self.url)[0], self.storage_options)
-        fs = cls(**options)
-        path = fs._strip_protocol(self.url)
-        local = isinstance(fs, LocalFileSystem)
-        if local and create_if_not_exists and "r" not in mode:
-            fs.makedirs(fs._parent(path), exist_ok=True)
+        return File(self._staged(mode, create_if_not_exists))
+
+
+class File:
+    """The file of a `FileDriver`: opened on ``__enter__``, closed (and a write committed) on ``__exit__``."""
+
+    def __init__(self, staged: StagedFile) -> None:
+        """Wrap `staged`, not yet open."""
+        self._staged = staged
+        self._file: IO[Any] | None = None
+
+    def __enter__(self) -> IO[Any]:
+        """Stage the file on the IO loop, then open it here as a plain file; raises what
+        `StagedFile.open` raises (`FileNotFoundError` for a missing file or local folder)."""
+        path = run_sync(self._staged.open())
         try:
-            if mode == "ab" and not local and fs.exists(path):
-                return _reopen_for_append(fs, path)
-            return fs.open(path, mode)
-        except FileNotFoundError:
-            if "r" in mode:
-                raise FileNotFoundError(f"no file at {self.url}") from None
-            if local:
-                raise missing_folder_error(self.url) from None
+            self._file = open(path, self._staged.mode, encoding=self._staged.encoding)
+        except BaseException:
+            run_sync(self._staged.close(commit=False))
             raise
+        return self._file
 
-
-def _reopen_for_append(fs: AbstractFileSystem, path: str) -> IO[Any]:
-    """Object stores cannot append (gcsfs would silently overwrite): rewrite the old content, then append.
-
-    The old object is opened first, so it stays readable while it is copied into the new one.
-    """
-    with fs.open(path, "rb") as old:
-        file = fs.open(path, "wb")
-        shutil.copyfileobj(old, file)
-    return file
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        """Close the file; commit a write (on the IO loop) only if the block raised nothing; always clean up."""
+        clean = False
+        try:
+            file, self._file = self._file, None
+            if file is not None:
+                file.close()
+            clean = exc_type is None  # a failed close (a write that did not flush) commits nothing either
+        finally:
+            run_sync(self._staged.close(commit=clean))

@@ -1,14 +1,16 @@
-"""The jsonl driver's blocking store: shards as JSON lines, readable by people and any JSON tool."""
+"""The jsonl driver's blocking store and loader: shards as JSON lines, readable by people and any JSON tool."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from squirrel.aio.loader import AsyncJsonlLoader, AsyncRecordLoader
-from squirrel.aio.record_store import AsyncRecordStore
-from squirrel.aio.shard_stores import AsyncJsonlStore
+from squirrel.aio.loaders import AsyncJsonlLoader, AsyncRecordLoader
+from squirrel.aio.stores.record import AsyncRecordStore
+from squirrel.aio.stores.shard import AsyncJsonlStore
 from squirrel.driver.loader import RecordLoader
 from squirrel.driver.record import RecordStore
+
+__all__ = ["JsonlLoader", "JsonlStore"]
 
 
 class JsonlStore(RecordStore):

@@ -1,75 +1,107 @@
 """`RecordLoader`: the blocking face of `AsyncRecordLoader`, and the base of every sync loader.
 
-Objects are fetched (and gzip-inflated, in threads) on the IO loop, `prefetch` ahead, and handed over one
-object at a time; decoding and everything after it run in the consumer's thread, so the loop only does
-I/O, and a shard's samples cross as one list, not one by one.
+A pass runs the async pipeline (`squirrel.aio.pipeline.Pass.objects`) on the IO loop: objects are
+fetched there, `prefetch` ahead, and cross to this thread in batches through the runtime's hand-over.
+Decoding and ordering run here, in the consumer's thread (``decode_in="consumer"``), so the loop only
+does I/O and nothing crosses threads twice. The plan, its I/O (`open_pass`, `quota`, `replay`) and the
+pipeline are the async face's own: only the loop that drives them differs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
-from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.loader import AsyncRecordLoader, PlannedStream
+from squirrel._runtime import iterate, run_sync
+from squirrel.aio.loaders import AsyncRecordLoader, open_pass, quota, replay
+from squirrel.aio.pipeline import Fetched, Pass, Rest
+from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.driver.record import RecordStore
-from squirrel.errors import DecodeError
 from squirrel.iterstream.base import Composable
-from squirrel.iterstream.bridge import iterate_on_io_loop
-from squirrel.runtime import run_sync
-from squirrel.sample import Sample
+from squirrel.metrics import LoaderMetrics
+from squirrel.plan import LoadPlan
+
+__all__ = ["LoaderStream", "RecordLoader", "samples_of"]
+
+HANDOVER_SHARE = 4
+"""Objects waiting to cross to the consumer's thread: up to a 1/HANDOVER_SHARE of `prefetch` more."""
 
 
-class LoaderStream(PlannedStream, Composable):
+def _rest(run: Pass, fetched: Fetched) -> Rest:
+    return lambda: iterate(lambda: run.source.read_rest(fetched), capacity=1)
+
+
+def samples_of(run: Pass, plan: LoadPlan) -> Iterator[Any]:
+    """The samples of pass `run`, decoded and ordered in this thread (the sync face of `Pass.chunks`)."""
+    order = plan.order()
+    objects = iterate(run.objects, capacity=max(1, plan.prefetch // HANDOVER_SHARE))
+    try:
+        for fetched in objects:
+            for chunk in run.decode(fetched, _rest(run, fetched)):
+                yield from order.push(chunk)
+        yield from order.drain()
+    finally:
+        objects.close()
+
+
+class LoaderStream(Composable):
     """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
 
-    def __iter__(self) -> Iterator[Sample]:
-        quota = run_sync(self.plan.quota(self.store)) if self.plan.equalize else None
-        if quota is None:
-            return self.one_pass()
-        return itertools.islice(_repeat_passes(self.one_pass), quota)
+    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
+        super().__init__(None)
+        self.store = store
+        self.plan = plan
+        self.metrics = LoaderMetrics()
 
-    def resumed(self, skip: int) -> Iterator[Sample]:
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next pass."""
+        self.plan.epoch = epoch
+
+    def epoch(self) -> int:
+        """The epoch the next pass orders samples for."""
+        return self.plan.epoch
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.plan.split_kinds
+
+    def loader_metrics(self) -> list[LoaderMetrics]:
+        """This loader's counters (objects, bytes, fetches in flight, skips)."""
+        return [self.metrics]
+
+    def replay_problems(self) -> list[str]:
+        """Why a pass of this stream could not be replayed exactly (an unseeded shuffle), if so."""
+        if self.plan.reshuffles_each_pass:
+            return ["get_iter(shuffle_key_buffer=..., shuffle_item_buffer=...) without seed="]
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        limit = run_sync(quota(self.store, self.plan)) if self.plan.equalize else None
+        if limit is None:
+            return self.one_pass()
+        return itertools.islice(_repeat_passes(self.one_pass), limit)
+
+    def one_pass(self, plan: LoadPlan | None = None) -> Iterator[Any]:
+        """One pass over this reader's samples (of `plan`, by default the stream's own)."""
+        plan = plan or self.plan
+        return samples_of(run_sync(open_pass(self.store, plan, self.metrics)), plan)
+
+    def resumed(self, skip: int) -> Iterator[Any]:
         """This reader's pass without its first `skip` samples, for a resume mid-epoch.
 
-        With the store's index, shards whose samples all came before are not read: placeholders of
+        With the store's index, objects whose samples all came before are not read: placeholders of
         their sample count take their place, so the item shuffle (which depends only on counts and the
-        seed) replays exactly, and only shards that still hold unseen samples are fetched. Otherwise
-        (see `LoadPlan.replay_plan`) the skipped samples are read and dropped.
+        seed) replays exactly, and only objects that still hold unseen samples are fetched. Otherwise
+        (see `LoadPlan.replay`) the skipped samples are read and dropped.
         """
-        replay = run_sync(self.plan.replay_plan(self.store, skip)) if skip else None
-        if replay is None:
+        plan = run_sync(replay(self.store, self.plan, skip)) if not self.plan.equalize else None
+        if plan is None:
             return itertools.islice(iter(self), skip, None)
-        return itertools.islice(type(self)(self.store, replay).one_pass(), skip, None)
-
-    def one_pass(self) -> Iterator[Sample]:
-        """One pass over this reader's samples; subclasses for other formats override this."""
-        plan, store = self.plan, self.store
-        pool = BufferPool(max_buffers=plan.prefetch + 4)
-
-        async def fetch(key: str) -> tuple[str, bytes | memoryview]:
-            data = await store.read_bytes(key, pool)
-            plan.metrics.bytes += len(data)
-            if store.compression is not None:  # inflating releases the GIL: threads use both cores
-                data = await asyncio.to_thread(store.decompress, key, data)
-            return key, data
-
-        def decode(fetched: tuple[str, bytes | memoryview] | list) -> list[Sample]:
-            if isinstance(fetched, list):  # an object skipped on the IO loop
-                return fetched
-            key, raw = fetched
-            try:
-                return store.codec.decode(raw, store.object_url(key))
-            except DecodeError as error:
-                return plan.skipped(key, error)
-
-        fetched = iterate_on_io_loop(lambda: aiter(plan.fetch_objects(store, fetch)))
-        return itertools.chain.from_iterable(plan.shuffle_chunks(map(decode, fetched)))
+        return itertools.islice(self.one_pass(plan), skip, None)
 
 
-def _repeat_passes(one_pass: Callable[[], Iterator[Sample]]) -> Iterator[Sample]:
+def _repeat_passes(one_pass: Callable[[], Iterator[Any]]) -> Iterator[Any]:
     """Pass after pass over the same samples (for "pad"), stopping if a pass yields nothing."""
     while True:
         empty = True
@@ -81,11 +113,13 @@ def _repeat_passes(one_pass: Callable[[], Iterator[Sample]]) -> Iterator[Sample]
 
 
 class RecordLoader:
-    """Streams every sample of a record store: ``for sample in RecordLoader(url).get_iter(): ...``."""
+    """Streams every sample of a record store: ``for sample in RecordLoader(url).get_iter(): ...``.
+
+    Every argument is its async twin's (`squirrel.aio.AsyncRecordLoader`).
+    """
 
     async_class: ClassVar[type[AsyncRecordLoader]] = AsyncRecordLoader
     store_class: ClassVar[type[RecordStore]] = RecordStore
-    stream_class: ClassVar[type[LoaderStream]] = LoaderStream
 
     def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
         self.aio = self.async_class(url, compression, **storage_options)
@@ -95,12 +129,17 @@ class RecordLoader:
         """The store's root URL."""
         return self.aio.url
 
+    @property
+    def compression(self) -> str | None:
+        """The compression of the store's objects."""
+        return self.aio.compression
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r}, compression={self.aio.compression!r})"
+        return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
 
     def get_store(self) -> RecordStore:
         """The loader's store, for map-style access (`get`, `set`, `keys`)."""
-        return self.store_class(self.aio.url, self.aio.compression, **self.aio.storage_options)
+        return self.store_class.wrapping(self.aio.get_store())
 
     def get_iter(
         self,
@@ -118,10 +157,6 @@ class RecordLoader:
         on_error: str = "raise",
         equalize: str | None = None,
     ) -> LoaderStream:
-        """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
-
-        Takes the same arguments as `AsyncRecordLoader.get_iter` (see there).
-        """
         plan = self.aio.get_iter(
             key_iterator,
             max_concurrency,
@@ -137,4 +172,6 @@ class RecordLoader:
             on_error,
             equalize,
         ).plan
-        return self.stream_class(self.aio.get_store(), plan)
+        return LoaderStream(self.aio.get_store(), plan)
+
+    get_iter.__doc__ = AsyncRecordLoader.get_iter.__doc__

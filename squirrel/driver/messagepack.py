@@ -1,14 +1,16 @@
-"""The messagepack driver's blocking store: shards as msgpack objects, numpy dtypes and shapes kept."""
+"""The messagepack driver's blocking store and loader: shards as msgpack objects, numpy dtypes and shapes kept."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from squirrel.aio.loader import AsyncMessagepackLoader, AsyncRecordLoader
-from squirrel.aio.record_store import AsyncRecordStore
-from squirrel.aio.shard_stores import AsyncMessagepackStore
+from squirrel.aio.loaders import AsyncMessagepackLoader, AsyncRecordLoader
+from squirrel.aio.stores.record import AsyncRecordStore
+from squirrel.aio.stores.shard import AsyncMessagepackStore
 from squirrel.driver.loader import RecordLoader
 from squirrel.driver.record import RecordStore
+
+__all__ = ["MessagePackDataLoader", "MessagepackLoader", "MessagepackStore"]
 
 
 class MessagepackStore(RecordStore):

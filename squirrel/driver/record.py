@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from squirrel.aio.record_store import AsyncRecordStore
+from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
+from squirrel._runtime import run_sync
+from squirrel.aio.retry import RetryPolicy
 from squirrel.index import Index, IndexEntry
-from squirrel.runtime import run_sync
 from squirrel.sample import Sample, Shard
+
+__all__ = ["RecordStore"]
 
 
 class RecordStore:
@@ -28,6 +31,7 @@ class RecordStore:
         *,
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
         verify_checksums: bool = False,
+        retry: RetryPolicy | None = None,
         **storage_options: Any,
     ) -> None:
         self.aio = self.async_class(
@@ -35,8 +39,16 @@ class RecordStore:
             compression,
             max_decompressed_size=max_decompressed_size,
             verify_checksums=verify_checksums,
+            retry=retry,
             **storage_options,
         )
+
+    @classmethod
+    def wrapping(cls, aio: AsyncRecordStore) -> Self:
+        """The blocking face of the async store `aio` (sharing its layout, options and index)."""
+        store = cls.__new__(cls)
+        store.aio = aio
+        return store
 
     @property
     def url(self) -> str:
@@ -74,6 +86,10 @@ class RecordStore:
     def delete(self, key: str) -> None:
         """Remove the object stored under `key`; `KeyError` if there is none."""
         run_sync(self.aio.delete(key))
+
+    def list_objects(self) -> dict[str, int]:
+        """The stored size of every object under the root, by key, from a listing (never from the index)."""
+        return run_sync(self.aio.list_objects())
 
     def write_index(self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16) -> Index:
         """Index every object (key, sample count, size, crc32c) at the store's root; call it after writing.

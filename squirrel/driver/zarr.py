@@ -1,105 +1,254 @@
-"""The zarr driver's blocking store and loader.
+"""The zarr driver's blocking store and loader: the async twins (`squirrel.aio.zarr`) run on squirrel's IO loop.
 
-`ZarrLoader.get_store()` hands out a `zarr.Group`, zarr's own blocking face: its calls run on zarr's IO
-loop, so the root is opened there (`zarr.core.sync.sync`, as `zarr.api.synchronous` does). A loader runs
-sync fetchers such as ``root[key][:]`` in a thread pool, so many keys are read at once.
+Every method is one call through `squirrel._runtime` (`run_sync`, `iterate`) into `AsyncZarrStore` /
+`AsyncZarrLoader`, plus wrapping the result; `close()` (or ``with``) releases the filesystem they acquired.
+
+Why zarr is pointed at squirrel's IO loop: `ZarrLoader.get_store()` hands out a `zarr.Group`, zarr's own
+blocking face, and fetchers call it (``root[key][:]``). zarr runs those calls through
+`zarr.core.sync.sync`, on the loop in ``zarr.core.sync.loop[0]``, which zarr otherwise starts in a thread
+of its own ("zarr_io"). The group's `FsspecStore` holds an async filesystem, and an async filesystem
+belongs to the loop it was made on (its aiohttp session, for gs://, does): used from zarr's loop, a
+filesystem made on squirrel's fails ("attached to a different loop"), and one made on zarr's loop is a
+second filesystem nobody releases, whose pending tasks are destroyed at exit. So before the sync face uses
+zarr, it sets ``zarr.core.sync.loop[0]`` and ``iothread[0]`` to squirrel's IO loop and thread
+(`_share_io_loop`): one loop, one IO thread, one filesystem per store. The check runs at each use, since
+a forked child resets both (zarr clears its globals after a fork, and squirrel's runtime starts a new loop
+there). A zarr loop started before (by direct use of zarr) keeps running for what was opened on it.
+
+At exit zarr's own handler stops and closes ``loop[0]``; the loop is squirrel's, which outlives it (daemon
+threads run until the very end, and filesystems close their sessions on it then). So the first binding
+registers a handler, run before zarr's (handlers run last-registered first), that hands zarr its slot back
+empty, and zarr's handler then has no loop to stop.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+import atexit
+import threading
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import zarr
-from zarr.core.sync import sync as zarr_sync
+import zarr.core.sync as zarr_sync
 
-from squirrel.aio.loader import LoadPlan
-from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrStore
-from squirrel.iterstream.base import Composable, IterableSource
-from squirrel.runtime import run_sync
-from squirrel.sample import Sample, Shard
+from squirrel._runtime import io_loop, iterate, run_sync
+from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrLoaderStream, AsyncZarrStore
+from squirrel.iterstream.base import Composable
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Coroutine, Iterable, Iterator
+    from types import TracebackType
+
+    from squirrel.plan import LoadPlan
+    from squirrel.sample import Sample, Shard
+
+__all__ = ["ZarrLoader", "ZarrLoaderStream", "ZarrStore", "fetch"]
+
+T = TypeVar("T")
+
+HANDOVER_SHARE = 4
+"""Results waiting to cross to the consumer's thread: up to a 1/HANDOVER_SHARE of `prefetch` more."""
+
+_bound_loop: asyncio.AbstractEventLoop | None = None
+_exit_handler_registered = False
+
+
+async def _current_thread() -> threading.Thread:
+    return threading.current_thread()
+
+
+def _unbind_at_exit() -> None:
+    """Empty zarr's loop slot if it holds squirrel's loop, so zarr's exit handler does not stop it."""
+    if _bound_loop is not None and zarr_sync.loop[0] is _bound_loop:
+        zarr_sync.loop[0] = None
+        zarr_sync.iothread[0] = None
+
+
+def _share_io_loop() -> None:
+    """Make zarr's blocking API run on squirrel's IO loop (a no-op when it already does).
+
+    Binding twice from two threads at once is harmless: both write the same loop and thread.
+    """
+    global _bound_loop, _exit_handler_registered
+    loop = io_loop()
+    if zarr_sync.loop[0] is loop:
+        return
+    thread = run_sync(_current_thread())
+    _bound_loop = loop
+    zarr_sync.iothread[0] = thread
+    zarr_sync.loop[0] = loop
+    if not _exit_handler_registered:
+        _exit_handler_registered = True
+        atexit.register(_unbind_at_exit)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """`run_sync(coro)`, with zarr bound to the IO loop first."""
+    try:
+        _share_io_loop()
+    except BaseException:
+        coro.close()
+        raise
+    return run_sync(coro)
 
 
 def fetch(root: zarr.Group, key: str) -> Any:
-    """The default fetcher: the node `key` of the root group (a `zarr.Array` or `zarr.Group`), read lazily."""
+    """The default fetcher: the node `key` of the root group (a `zarr.Array` or `zarr.Group`), read lazily.
+
+    `KeyError` if the root group has no such node.
+    """
     return root[key]
 
 
 class ZarrStore:
-    """Blocking face of `AsyncZarrStore`: ``set(sample)``, ``get(key)``, ``keys()``; one group per sample."""
+    """Blocking face of `AsyncZarrStore`: ``set(sample)``, ``get(key)``, ``keys()``; one group per sample.
+
+    Use it as ``with ZarrStore(url) as store:``, or call `close`, to release its filesystem.
+    `ValueError` at construction for storage options the protocol does not honour (``max_connections``).
+    """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.aio = AsyncZarrStore(url, **storage_options)
 
+    @classmethod
+    def wrapping(cls, aio: AsyncZarrStore) -> Self:
+        """The blocking face of the async store `aio` (sharing its filesystem: closing either releases it)."""
+        store = cls.__new__(cls)
+        store.aio = aio
+        return store
+
     @property
     def url(self) -> str:
         """The root group's URL."""
         return self.aio.url
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The options the store's filesystem is made with."""
+        return self.aio.storage_options
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release this store's filesystem (its session closes with its last user); see `AsyncZarrStore.aclose`."""
+        run_sync(self.aio.aclose())
+
+    def open_root(self, mode: str = "r") -> zarr.Group:
+        """The root `zarr.Group` (zarr modes: "r", "r+", "a", "w", "w-"); its calls run on squirrel's IO loop.
+
+        `FileNotFoundError` naming the URL if there is no group there (in a reading mode).
+        """
+        return zarr.Group(_run(self.aio.open_root(mode)))
+
+    def list_keys(self) -> list[str]:
+        """The names of the root group's children, sorted, from one listing; empty if nothing is stored yet."""
+        return _run(self.aio.list_keys())
+
+    def keys(self) -> Iterator[str]:
+        """Every key in the store, sorted (see `list_keys`)."""
+        return iter(self.list_keys())
+
+    def fetch(self, key: str) -> list[Sample]:
+        """The sample stored under `key`, as a one-item list; `KeyError` naming key and URL if there is none."""
+        return _run(self.aio.fetch(key))
 
     def get(self, key: str) -> Iterator[Sample]:
         """The sample stored under `key` (numpy fields as arrays, the rest from attributes); `KeyError` if none."""
-        return iter(run_sync(self.aio.fetch(key)))
+        return iter(self.fetch(key))
 
     def set(self, item: Sample | Shard) -> None:
-        """Write a sample (or each sample of a shard) as a group named by its key."""
-        run_sync(self.aio.set(item))
+        """Write a sample (or each sample of a shard) as a group named by its key, replacing any old one.
 
-    def keys(self) -> Iterator[str]:
-        """Every key in the store, sorted."""
-        return iter(run_sync(self.aio.list_keys()))
+        Nothing is written if any sample is bad: `EncodeError`, `ValueError` or `TypeError` as for
+        `AsyncZarrStore.set`.
+        """
+        _run(self.aio.set(item))
 
 
 class ZarrLoaderStream(Composable):
-    """The stream of `ZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in order."""
+    """The stream of `ZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in key order.
 
-    def __init__(self, loader: ZarrLoader, fetcher: Callable[[zarr.Group, str], Any], plan: LoadPlan) -> None:
+    Blocking face of `AsyncZarrLoaderStream`: each pass runs it on squirrel's IO loop and hands results
+    over to the consuming thread in batches; plain fetchers get the root as a `zarr.Group`.
+    """
+
+    def __init__(self, aio: AsyncZarrLoaderStream) -> None:
         super().__init__(None)
-        self.loader = loader
-        self.fetcher = fetcher
-        self.plan = plan
+        self.aio = aio
 
     @property
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits this stream applies ("rank", "worker")."""
-        return self.plan.split_kinds
+    def plan(self) -> LoadPlan:
+        """The stream's `squirrel.plan.LoadPlan`."""
+        return self.aio.plan
 
     def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next iteration."""
-        self.plan.epoch = epoch
+        """Use `epoch` (with the seed) for the order of the next pass."""
+        self.aio.set_epoch(epoch)
+
+    def epoch(self) -> int:
+        """The epoch the next pass orders keys for."""
+        return self.aio.epoch()
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.aio.split_kinds()
 
     def __iter__(self) -> Iterator[Any]:
-        plan = self.plan
-        root = self.loader.get_store("r")
-        keys = plan.key_iterator if plan.key_iterator is not None else run_sync(self.loader.aio.store.list_keys())
-        stream = (
-            IterableSource(plan.share(keys, plan.split()))
-            .async_map(functools.partial(self.fetcher, root), max_concurrency=plan.max_concurrency)
-            .prefetch(plan.prefetch)
-        )
-        return iter(stream)
+        _share_io_loop()  # fetchers call the root's blocking zarr API: it must run on the loop the pass runs on
+        return iterate(self.aio.__aiter__, capacity=max(1, self.aio.plan.prefetch // HANDOVER_SHARE))
 
 
 class ZarrLoader:
-    """Reads a zarr hierarchy by top-level key: ``ZarrLoader(url).get_iter(fetcher_func=fetcher)``."""
+    """Reads a zarr hierarchy by top-level key: ``ZarrLoader(url).get_iter(fetcher_func=fetcher)``.
+
+    Blocking face of `AsyncZarrLoader`. Use it as ``with ZarrLoader(url) as loader:``, or call `close`,
+    to release its filesystem.
+    """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.aio = AsyncZarrLoader(url, **storage_options)
+        self.store = ZarrStore.wrapping(self.aio.store)
 
     @property
     def url(self) -> str:
         """The root group's URL."""
         return self.aio.url
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The options the store's filesystem is made with."""
+        return self.aio.storage_options
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the store's filesystem (see `ZarrStore.close`); groups from `get_store` are done with then."""
+        run_sync(self.aio.aclose())
+
     def get_store(self, mode: str = "r") -> zarr.Group:
-        """The root `zarr.Group` (zarr modes: "r", "r+", "a", "w", "w-"); `FileNotFoundError` if there is none."""
-        return zarr.Group(zarr_sync(self.aio.get_store(mode)))
+        """The root `zarr.Group` (zarr modes: "r", "r+", "a", "w", "w-"); its calls run on squirrel's IO loop.
+
+        `FileNotFoundError` naming the URL if there is no group there (in a reading mode).
+        """
+        return zarr.Group(_run(self.aio.get_store(mode)))
 
     def get_iter(
         self,
@@ -119,12 +268,17 @@ class ZarrLoader:
 
         Args:
             fetcher_func: a function of the root `zarr.Group` and a key, e.g. ``lambda g, k: g[k][:]``;
-                calls run in a thread pool, `max_concurrency` at once, results kept in key order.
+                calls run in a thread pool, `max_concurrency` at once, results kept in key order. (A
+                coroutine function runs on the IO loop instead, where blocking calls cannot: it gets the
+                root `zarr.AsyncGroup`.)
             key_iterator: keys to read, in this order; all top-level keys (sorted) when None.
             max_concurrency: fetcher calls in flight at once.
             prefetch: results held ready ahead of the consumer.
             shuffle_key_buffer, seed, epoch, split_by_rank, split_by_worker, rank, world_size: as for
-                `RecordLoader.get_iter`.
+                `RecordLoader.get_iter` (keys are planned by `squirrel.plan.LoadPlan`).
+
+        `ValueError` here for `max_concurrency` or `prefetch` below 1. While iterating: `FileNotFoundError`
+        if there is no root group, and whatever the fetcher raises, at its key.
         """
         plan = self.aio.get_iter(
             fetcher_func,
@@ -139,4 +293,4 @@ class ZarrLoader:
             rank,
             world_size,
         ).plan
-        return ZarrLoaderStream(self, fetcher_func, plan)
+        return ZarrLoaderStream(AsyncZarrLoaderStream(self.aio.store, fetcher_func, plan, root_face=zarr.Group))

@@ -9,20 +9,62 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.iterstream import operators as ops
-from squirrel.metrics import upstream_metrics
 from squirrel.splits import current_split
+
+if TYPE_CHECKING:
+    from squirrel.metrics import LoaderMetrics
+
+__all__ = ["Composable", "IterableSource"]
 
 C = TypeVar("C", bound="Composable")
 
 
 class Composable:
-    """Base of every sync stream. Subclass it and override `__iter__` to write your own stage."""
+    """Base of every sync stream. Subclass it and override `__iter__` to write your own stage.
+
+    Every stage answers the same questions about the chain above it, by asking its `source` (a stage
+    adds its own answer where it has one): `set_epoch`, `epoch`, `split_kinds`, `loader_metrics`,
+    `replay_problems` and `resumed`. That is how `to_torch_iterable` and `monitor` learn about the
+    loader at the top, without looking for attributes.
+    """
 
     def __init__(self, source: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> None:
         self.source = source
+
+    def _upstream(self) -> Composable | None:
+        return self.source if isinstance(self.source, Composable) else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` for the order of the next pass, here and in every stage upstream."""
+        if (upstream := self._upstream()) is not None:
+            upstream.set_epoch(epoch)
+
+    def epoch(self) -> int:
+        """The epoch the next pass of the loader upstream orders samples for (0 without one)."""
+        upstream = self._upstream()
+        return upstream.epoch() if upstream is not None else 0
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits ("rank", "worker") happen here or upstream."""
+        upstream = self._upstream()
+        return upstream.split_kinds() if upstream is not None else frozenset()
+
+    def loader_metrics(self) -> list[LoaderMetrics]:
+        """The counters of every loader upstream."""
+        upstream = self._upstream()
+        return upstream.loader_metrics() if upstream is not None else []
+
+    def replay_problems(self) -> list[str]:
+        """Stages here or upstream whose order a second pass would not repeat (unseeded shuffles)."""
+        upstream = self._upstream()
+        return upstream.replay_problems() if upstream is not None else []
+
+    def resumed(self, skip: int) -> Iterator[Any]:
+        """A pass without its first `skip` items; a loader upstream may skip them without reading."""
+        return itertools.islice(iter(self), skip, None)
 
     def __iter__(self) -> Iterator[Any]:
         if self.source is None:
@@ -37,7 +79,7 @@ class Composable:
 
     def map(self, fn: Callable[[Any], Any]) -> Composable:
         """Apply `fn` to each item, in this thread, in order."""
-        return self._then(ops.map_items, fn)
+        return _Map(self, ops.map_items, (fn,))
 
     def filter(self, predicate: Callable[[Any], Any]) -> Composable:
         """Keep items for which `predicate` is true."""
@@ -73,7 +115,7 @@ class Composable:
 
     def shuffle(self, size: int, seed: int | str | None = None) -> Composable:
         """Shuffle within a buffer of `size` items; the same `seed` gives the same order."""
-        return self._then(ops.shuffle_items, size, seed)
+        return _Shuffle(self, ops.shuffle_items, (size, seed))
 
     def take(self, n: int) -> Composable:
         """Only the first `n` items."""
@@ -96,7 +138,7 @@ class Composable:
         loaders, bytes and bytes/s fetched, fetches in flight and objects skipped.
         `squirrel.metrics.log_metrics` is a ready callback that logs them.
         """
-        return self._then(ops.monitor_items, callback, every, upstream_metrics(self))
+        return self._then(ops.monitor_items, callback, every, self.loader_metrics())
 
     def tqdm(self, **tqdm_kwargs: Any) -> Composable:
         """Show a tqdm progress bar while iterating."""
@@ -143,25 +185,41 @@ class IterableSource(Composable):
 
 
 class _Stage(Composable):
-    def __init__(self, source: Composable, operator: Callable[..., Iterator[Any]], args: tuple) -> None:
+    def __init__(self, source: Composable, operator: Callable[..., Iterator[Any]], args: tuple[Any, ...]) -> None:
         super().__init__(source)
+        self.upstream = source
         self.operator = operator
         self.args = args
 
     def __iter__(self) -> Iterator[Any]:
-        return self.operator(iter(self.source), *self.args)
+        return self.operator(iter(self.upstream), *self.args)
+
+
+class _Map(_Stage):
+    def resumed(self, skip: int) -> Iterator[Any]:
+        return map(self.args[0], self.upstream.resumed(skip))  # a map keeps positions: skip upstream
+
+
+class _Shuffle(_Stage):
+    def replay_problems(self) -> list[str]:
+        size, seed = self.args
+        own = [f".shuffle({size}) without seed="] if size > 1 and seed is None else []
+        return own + self.upstream.replay_problems()
 
 
 class _ItemSplit(Composable):
     def __init__(self, source: Composable, kind: str, rank: int | None, world_size: int | None) -> None:
         super().__init__(source)
-        self.split_kinds = frozenset({kind})
+        self.kind = kind
         self.rank = rank
         self.world_size = world_size
 
+    def split_kinds(self) -> frozenset[str]:
+        return super().split_kinds() | {self.kind}
+
     def __iter__(self) -> Iterator[Any]:
-        split = current_split(self.split_kinds == {"rank"}, self.split_kinds == {"worker"}, self.rank, self.world_size)
-        return itertools.islice(self.source, split.index, None, split.readers)
+        split = current_split(self.kind == "rank", self.kind == "worker", self.rank, self.world_size)
+        return itertools.islice(iter(self.source), split.index, None, split.readers)
 
 
 class _Loop(Composable):

@@ -1,6 +1,6 @@
 """The sync stream operators, each a generator over an iterator, run in the consumer's thread.
 
-Their async twins live in `squirrel.aio.operators`; buffering logic is shared through `squirrel.buffers`.
+Their async twins live in `squirrel.aio.operators`; batching and shuffling are shared through `squirrel.batching` and `squirrel.order`.
 Closing a generator (break, error, garbage collection) cancels work in flight and joins owned threads.
 """
 
@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from squirrel.aio.executors import is_async_callable
-from squirrel.buffers import Batcher, ShuffleBuffer, make_rng
+from squirrel.batching import Batcher
+from squirrel.order import ShuffleBuffer, make_rng
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
-from squirrel.runtime import io_loop, run_sync
+from squirrel._runtime import io_loop, run_sync
 
 _DONE = object()
 

@@ -5,73 +5,26 @@ torch is an optional extra: this module imports it, nothing else in squirrel doe
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.utils.data
 
-from squirrel.iterstream import operators
-from squirrel.iterstream.base import Composable
 from squirrel.splits import rank_and_world_size, worker_and_num_workers
 
+if TYPE_CHECKING:
+    from squirrel.iterstream.base import Composable
 
-def stages(stream: Composable) -> Iterator[Any]:
-    """`stream` and every stream upstream of it (following `.source`)."""
-    stage: Any = stream
-    while isinstance(stage, Composable):
-        yield stage
-        stage = stage.source
-
-
-def split_kinds(stream: Composable) -> frozenset[str]:
-    """Which splits ("rank", "worker") happen anywhere upstream of `stream`."""
-    kinds: frozenset[str] = frozenset()
-    for stage in stages(stream):
-        kinds |= getattr(stage, "split_kinds", frozenset())
-    return kinds
-
-
-def unseeded_shuffles(stream: Composable) -> list[str]:
-    """The shuffles upstream of `stream` that draw a new order each pass (no seed): such a pass cannot be
-    replayed, so skipping what was consumed would repeat some samples and skip others."""
-    found = []
-    for stage in stages(stream):
-        plan = getattr(stage, "plan", None)
-        if plan is not None and plan.reshuffles_each_pass:
-            found.append("get_iter(shuffle_key_buffer=..., shuffle_item_buffer=...) without seed=")
-        if getattr(stage, "operator", None) is operators.shuffle_items and stage.args[0] > 1 and stage.args[1] is None:
-            found.append(f".shuffle({stage.args[0]}) without seed=")
-    return found
+__all__ = ["MAX_WORKERS", "TorchIterable", "batches_taken"]
 
 
 def _require_replayable(stream: Composable) -> None:
-    if found := unseeded_shuffles(stream):
+    if found := stream.replay_problems():
         raise ValueError(
             f"cannot resume this stream: {'; '.join(found)} draws a new order each pass, so a resumed pass "
             "would repeat some samples and skip others; give a seed"
         )
-
-
-def skip_items(stream: Composable, skip: int) -> Iterator[Any]:
-    """The items of `stream` after its first `skip`.
-
-    When only `map` stages lie between `stream` and a loader, the loader's `resumed` skips whole shards
-    without reading them; otherwise the skipped items are produced and dropped.
-    """
-    functions = []
-    stage: Any = stream
-    while getattr(stage, "operator", None) is operators.map_items:
-        functions.append(stage.args[0])
-        stage = stage.source
-    resumed = getattr(stage, "resumed", None)
-    if not skip or resumed is None:
-        return itertools.islice(stream, skip, None)
-    items = resumed(skip)
-    for function in reversed(functions):
-        items = map(function, items)
-    return items
 
 
 MAX_WORKERS = 1024
@@ -92,7 +45,7 @@ class TorchIterable(torch.utils.data.IterableDataset):
         super().__init__()
         self.stream = stream
         context = multiprocessing.get_context()
-        self._epoch = context.Value("q", _epoch_of(stream), lock=False)
+        self._epoch = context.Value("q", stream.epoch(), lock=False)
         # Where each worker's iteration ended (items, skipped ones included), -1 while it runs: shared
         # memory, so the main process knows which workers ran out and the DataLoader skipped.
         self._ends = context.Array("q", [-1] * MAX_WORKERS, lock=False)
@@ -109,7 +62,7 @@ class TorchIterable(torch.utils.data.IterableDataset):
         # for the iterator (at the start of an epoch), not at its first batch.
         worker, num_workers = worker_and_num_workers()
         _, world_size = rank_and_world_size()
-        kinds = split_kinds(self.stream)
+        kinds = self.stream.split_kinds()
         if num_workers > 1 and "worker" not in kinds:
             raise RuntimeError(
                 f"{num_workers} DataLoader workers would each read every sample: split upstream with "
@@ -123,15 +76,13 @@ class TorchIterable(torch.utils.data.IterableDataset):
         if num_workers > MAX_WORKERS:
             raise RuntimeError(f"{num_workers} DataLoader workers: at most {MAX_WORKERS} are supported")
         epoch = self._epoch.value
-        for stage in stages(self.stream):
-            if hasattr(stage, "set_epoch"):
-                stage.set_epoch(epoch)
+        self.stream.set_epoch(epoch)
         self._ends[worker] = -1
         return self._items(worker, self._skips(epoch).get(worker, 0))
 
     def _items(self, worker: int, skip: int) -> Iterator[Any]:
         self._consumed = skip
-        for item in skip_items(self.stream, skip):
+        for item in self.stream.resumed(skip) if skip else self.stream:
             self._consumed += 1
             yield item
         self._ends[worker] = self._consumed
@@ -194,11 +145,3 @@ def batches_taken(batches: dict[int, int], consumed: int) -> dict[int, int]:
             taken[w] += 1
             left -= 1
     return taken
-
-
-def _epoch_of(stream: Composable) -> int:
-    for stage in stages(stream):
-        plan = getattr(stage, "plan", None)
-        if plan is not None:
-            return plan.epoch
-    return 0

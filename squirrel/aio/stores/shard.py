@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from squirrel.aio.record_store import AsyncRecordStore
+from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.codec import Codec, JsonlCodec, MessagepackCodec
 from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMessagepackCodec
+
+__all__ = ["FORMATS", "AsyncJsonlStore", "AsyncMessagepackStore"]
 
 FORMATS = ("squirrel", "squirrel-core")
 
 
 class _ShardStore(AsyncRecordStore):
     one_object_per_sample: ClassVar[bool] = False
+    objects_per_read: ClassVar[int] = 1
     squirrel_core_codec: ClassVar[Codec]
 
     def __init__(self, url: str, compression: str | None = None, *, format: str = "squirrel", **options: Any) -> None:

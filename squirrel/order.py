@@ -1,4 +1,8 @@
-"""Pure buffering logic shared by the sync and async streams: shuffling, batching and seeding."""
+"""Sample order, pure: seeded generators, the shuffle buffers, and the key order of a pass.
+
+Shared by both faces and by the loaders' plan (`squirrel.plan`). Nothing here does I/O: the same seed,
+epoch and inputs always give the same order, which is what makes a resumed pass exact.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,19 @@ import hashlib
 import itertools
 import operator
 import random
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
+
+__all__ = [
+    "ShardInterleaver",
+    "ShuffleBuffer",
+    "consumed_per_shard",
+    "make_numpy_rng",
+    "make_rng",
+    "shuffled_keys",
+]
 
 T = TypeVar("T")
 
@@ -143,28 +156,15 @@ class ShuffleBuffer(Generic[T]):
         yield from items
 
 
-class Batcher(Generic[T]):
-    """Groups items into lists of `size`, optionally passed through `collation_fn`."""
+def shuffled_keys(keys: Iterable[str], buffer: int, seed: int | str | None, epoch: int) -> list[str]:
+    """`keys` in the order a pass fetches them: as given, or shuffled within a buffer of `buffer` keys.
 
-    def __init__(
-        self, size: int, drop_last_if_not_full: bool = False, collation_fn: Callable[[list[T]], Any] | None = None
-    ) -> None:
-        if size < 1:
-            raise ValueError(f"batch size must be >= 1, got {size}")
-        self.size = size
-        self.drop_last = drop_last_if_not_full
-        self.collate = collation_fn
-        self.batch: list[T] = []
-
-    def push(self, item: T) -> Iterator[Any]:
-        """Add `item`; yields a batch when one is full."""
-        self.batch.append(item)
-        if len(self.batch) == self.size:
-            batch, self.batch = self.batch, []
-            yield self.collate(batch) if self.collate else batch
-
-    def drain(self) -> Iterator[Any]:
-        """Yield the last, partial batch unless it is empty or dropped."""
-        batch, self.batch = self.batch, []
-        if batch and not self.drop_last:
-            yield self.collate(batch) if self.collate else batch
+    The order depends only on the keys, `seed` and `epoch` (a fresh random order when `seed` is None).
+    """
+    keys = list(keys)
+    if buffer <= 1:
+        return keys
+    shuffler = ShuffleBuffer(buffer, make_rng(seed, epoch, "keys"))
+    planned = [evicted for key in keys for evicted in shuffler.push(key)]
+    planned.extend(shuffler.drain())
+    return planned

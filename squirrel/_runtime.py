@@ -1,0 +1,232 @@
+"""The process's one IO loop, and the only ways sync code reaches it: `run_sync`, `iterate`, `sync_context`.
+
+The loop runs in a daemon thread, started on first use. It hosts an anyio `BlockingPortal`, which gives
+cancellable calls from other threads and wraps async context managers for ``with``. Everything here is
+reset in a forked child (the parent's loop thread does not exist there), lock included, so a PyTorch
+`DataLoader` worker starts its own loop, and through `squirrel.aio.fs` its own filesystems, on first use.
+
+Sync iteration of an async iterator (`iterate`) runs the iterator in a task on the loop that hands items
+to the consuming thread through a bounded buffer: the consumer takes everything ready in one lock, so the
+cost per item is an append, not a round trip between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import Future
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from anyio.from_thread import BlockingPortal
+
+__all__ = ["io_loop", "iterate", "on_io_loop", "run_sync", "sync_context"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    portal: BlockingPortal
+
+
+_lock = threading.Lock()
+_runtime: _Runtime | None = None
+
+
+def _reset_after_fork() -> None:
+    global _lock, _runtime
+    _lock = threading.Lock()  # the parent's could have been held by a thread that does not exist here
+    _runtime = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _start() -> _Runtime:
+    loop = asyncio.new_event_loop()
+    ready: Future[BlockingPortal] = Future()
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve())
+
+    thread = threading.Thread(target=run, name="squirrel-io", daemon=True)
+    thread.start()
+    return _Runtime(loop, thread, ready.result())
+
+
+def _get() -> _Runtime:
+    global _runtime
+    runtime = _runtime
+    if runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = _start()
+            runtime = _runtime
+    return runtime
+
+
+def io_loop() -> asyncio.AbstractEventLoop:
+    """The process's IO loop, running in a daemon thread; started on first call (and anew after a fork)."""
+    return _get().loop
+
+
+def on_io_loop() -> bool:
+    """Whether the calling code runs on the IO loop's own thread (where a blocking call would deadlock)."""
+    runtime = _runtime
+    return runtime is not None and threading.current_thread() is runtime.thread
+
+
+def _refuse_reentry(what: str) -> None:
+    if on_io_loop():
+        raise RuntimeError(f"{what} was called on squirrel's own IO loop, where it would deadlock: await the async API")
+
+
+def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run `coro` on the IO loop and block until it finishes; return its result or raise its error.
+
+    Works from any thread but the IO loop's own (`RuntimeError` there: it would wait on itself), including
+    a thread that runs an event loop of its own. If `timeout` seconds pass first (`TimeoutError`), or the
+    waiting thread is interrupted (`KeyboardInterrupt`), the coroutine is cancelled and this returns only
+    once it has finished unwinding, so nothing it started is left running.
+    """
+    try:
+        _refuse_reentry("run_sync")
+    except RuntimeError:
+        coro.close()
+        raise
+    finished = threading.Event()
+
+    async def guarded() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = _get().portal.start_task_soon(guarded)
+    try:
+        return future.result(timeout)
+    except BaseException as error:
+        if future.done():
+            raise
+        future.cancel()
+        finished.wait()
+        if isinstance(error, TimeoutError):
+            raise TimeoutError(f"{coro.__qualname__} did not finish within {timeout} s and was cancelled") from None
+        raise
+
+
+def sync_context(manager: AbstractAsyncContextManager[T]) -> AbstractContextManager[T]:
+    """`manager` as a blocking context manager: its ``__aenter__`` and ``__aexit__`` run on the IO loop."""
+    _refuse_reentry("sync_context")
+    return _get().portal.wrap_async_context_manager(manager)
+
+
+class _Handover:
+    """Items crossing from a producer task on the IO loop to one consuming thread, at most `capacity` held.
+
+    The producer only appends to a deque (atomic under the GIL) and takes the lock just to wake a consumer
+    that sleeps; the consumer empties the deque in one go. Both check the other's waiting flag after
+    setting their own under the lock, so no wake-up is lost.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items: deque[Any] = deque()
+        self.ready = threading.Condition(threading.Lock())
+        self.consumer_waiting = False
+        self.producer_waiting = False
+        self.done = False
+        self.error: BaseException | None = None
+        self.space = asyncio.Event()  # set by the consumer once it took items (binds to the loop on first wait)
+
+    async def produce(self, iterator: AsyncIterator[Any]) -> None:
+        items, capacity = self.items, self.capacity
+        try:
+            async for item in iterator:
+                items.append(item)
+                if self.consumer_waiting:
+                    with self.ready:
+                        self.ready.notify()
+                if len(items) >= capacity:
+                    with self.ready:
+                        self.space.clear()
+                        self.producer_waiting = len(items) >= capacity
+                    if self.producer_waiting:
+                        await self.space.wait()
+        except Exception as error:  # handed to the consumer, raised there after the items before it
+            self.error = error
+        finally:
+            try:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                with self.ready:
+                    self.done = True
+                    self.ready.notify()
+
+    def take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[Any], bool]:
+        """Every item ready now (waiting for at least one), and whether nothing more will come."""
+        items = self.items
+        if not items and not self.done:
+            with self.ready:
+                self.consumer_waiting = True
+                while not items and not self.done:
+                    self.ready.wait()
+                self.consumer_waiting = False
+        done = self.done  # read before the items: an item appended later is taken next time
+        batch = [items.popleft() for _ in range(len(items))]
+        if self.producer_waiting:
+            with self.ready:
+                if self.producer_waiting:
+                    self.producer_waiting = False
+                    loop.call_soon_threadsafe(self.space.set)
+        return batch, done and not items
+
+    def wait_done(self) -> None:
+        """Block until the producer has finished (after a cancel)."""
+        with self.ready:
+            while not self.done:
+                self.ready.wait()
+
+
+def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) -> Iterator[T]:
+    """Yield the items of ``make_iterator()``, an async iterator driven by a task on the IO loop.
+
+    Up to `capacity` items are held between the task and this thread; they cross in batches (all that
+    are ready at once). An error raised by the iterator is raised here, after the items before it.
+    Closing this generator early (break, error, garbage collection) cancels the task and waits for it.
+    """
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    _refuse_reentry("iterate")
+    runtime = _get()
+    handover = _Handover(capacity)
+    future = runtime.portal.start_task_soon(lambda: handover.produce(make_iterator()))
+    try:
+        while True:
+            items, finished = handover.take(runtime.loop)
+            yield from items
+            if finished:
+                break
+        future.result()
+        if handover.error is not None:
+            raise handover.error
+    finally:
+        if not future.done():
+            future.cancel()
+            if not on_io_loop():  # closed or collected on the loop's own thread: it cannot wait there
+                handover.wait_done()

@@ -1,0 +1,246 @@
+"""Async loaders: a store, a `LoadPlan` and the pipeline, as a re-iterable async stream of samples.
+
+``async for sample in AsyncMessagepackLoader(url).get_iter(shuffle_item_buffer=1000, seed=0): ...``.
+The functions `open_pass`, `quota` and `replay` are the I/O a plan needs when a pass starts (listing
+keys, reading the index); the sync loaders (`squirrel.driver.loader`) run the very same ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, ClassVar
+
+from squirrel.aio.operators import closing
+from squirrel.aio.pipeline import Pass
+from squirrel.aio.stores.csv import AsyncCsvStore
+from squirrel.aio.stores.record import AsyncRecordStore
+from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
+from squirrel.aio.stream import AsyncComposable
+from squirrel.codec.csv import Dtypes
+from squirrel.metrics import LoaderMetrics
+from squirrel.plan import LoadPlan
+
+__all__ = [
+    "AsyncCsvLoader",
+    "AsyncJsonlLoader",
+    "AsyncLoaderStream",
+    "AsyncMessagepackLoader",
+    "AsyncRecordLoader",
+    "open_pass",
+    "quota",
+    "replay",
+]
+
+
+async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetrics) -> Pass:
+    """A pass of `plan` over `store`: the store's keys are listed (or read from its index) unless the
+    plan names them, and this reader's share is taken in fetch order."""
+    stored = [] if plan.key_iterator is not None or plan.index_counts is not None else await store.list_keys()
+    return Pass(store, plan, metrics, plan.reader_keys(stored))
+
+
+async def quota(store: AsyncRecordStore, plan: LoadPlan) -> int | None:
+    """How many samples this reader yields under the plan's ``equalize`` (None: no limit)."""
+    if plan.equalize is None:
+        return None
+    return plan.quota(await store.read_index(), store.index_url)
+
+
+async def replay(store: AsyncRecordStore, plan: LoadPlan, skip: int) -> LoadPlan | None:
+    """The plan of a pass resumed after `skip` samples, when the store's index lets it skip whole objects
+    (see `LoadPlan.replay`); None when the pass must be read again and its first samples dropped."""
+    if not skip or not store.whole_objects:
+        return None
+    return plan.replay(await store.read_index(), skip)
+
+
+class AsyncLoaderStream(AsyncComposable):
+    """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
+
+    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
+        super().__init__(None)
+        self.store = store
+        self.plan = plan
+        self.metrics = LoaderMetrics()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next pass."""
+        self.plan.epoch = epoch
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.plan.split_kinds
+
+    def loader_metrics(self) -> list[LoaderMetrics]:
+        """This loader's counters (objects, bytes, fetches in flight, skips)."""
+        return [self.metrics]
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._samples()
+
+    async def _samples(self) -> AsyncIterator[Any]:
+        limit = await quota(self.store, self.plan)
+        if limit is None:
+            async with closing(self.one_pass()) as samples:
+                async for sample in samples:
+                    yield sample
+            return
+        produced = 0
+        while produced < limit:  # "pad" repeats this reader's own samples from the start
+            before = produced
+            async with closing(self.one_pass()) as samples:
+                async for sample in samples:
+                    if produced == limit:
+                        break
+                    produced += 1
+                    yield sample
+            if produced == before:
+                return  # nothing to read at all: an empty share cannot be padded
+
+    async def one_pass(self, plan: LoadPlan | None = None) -> AsyncIterator[Any]:
+        """One pass over this reader's samples (of `plan`, by default the stream's own)."""
+        plan = plan or self.plan
+        order = plan.order()
+        run = await open_pass(self.store, plan, self.metrics)
+        async with closing(run.chunks()) as chunks:
+            async for chunk in chunks:
+                for sample in order.push(chunk):
+                    yield sample
+        for sample in order.drain():
+            yield sample
+
+
+class AsyncRecordLoader:
+    """Streams the samples of a record store; the base of every loader of a store of objects.
+
+    Args:
+        url: the store's folder (local path, ``memory://...``, ``gs://bucket/prefix``).
+        compression: None or "gzip", as the store was written.
+        **storage_options: as for the store (see `AsyncRecordStore`).
+    """
+
+    store_class: ClassVar[type[AsyncRecordStore]] = AsyncRecordStore
+    default_max_concurrency: ClassVar[int] = 64
+    default_prefetch: ClassVar[int] = 128
+
+    def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
+        self._store = self.store_class(url, compression, **storage_options)
+
+    @property
+    def url(self) -> str:
+        """The store's root URL."""
+        return self._store.url
+
+    @property
+    def compression(self) -> str | None:
+        """The compression of the store's objects."""
+        return self._store.compression
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
+
+    def get_store(self) -> AsyncRecordStore:
+        """The loader's store, for map-style access."""
+        return self._store
+
+    async def aclose(self) -> None:
+        """Release the store's filesystem on the running loop."""
+        await self._store.aclose()
+
+    async def __aenter__(self) -> AsyncRecordLoader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def get_iter(
+        self,
+        key_iterator: Iterable[str] | None = None,
+        max_concurrency: int | None = None,
+        prefetch: int | None = None,
+        shuffle_key_buffer: int = 1,
+        shuffle_item_buffer: int = 1,
+        seed: int | str | None = None,
+        epoch: int = 0,
+        split_by_rank: bool = False,
+        split_by_worker: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        on_error: str = "raise",
+        equalize: str | None = None,
+    ) -> AsyncLoaderStream:
+        """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
+
+        Args:
+            key_iterator: keys to read, in this order; all keys of the store (sorted) when None.
+            max_concurrency: requests in flight at once (default: the loader's `default_max_concurrency`).
+            prefetch: objects held ahead of the consumer, fetching or fetched (bounds memory; default:
+                the loader's `default_prefetch`).
+            shuffle_key_buffer: shuffle keys within a buffer of this size (1: no shuffle).
+            shuffle_item_buffer: shuffle samples within a buffer of this size (1: no shuffle).
+            seed, epoch: together they fix the order; a new epoch gives a new order. With shuffle
+                buffers and no seed, each iteration draws a fresh random order.
+            split_by_rank, split_by_worker: read only this DDP rank's / DataLoader worker's share of
+                the keys (decided before anything is fetched); `rank` and `world_size` override the
+                environment when torch.distributed is not initialised.
+            on_error: "raise" stops at a missing or corrupt object; "skip" logs it, counts it in
+                ``stream.metrics.skipped`` and goes on.
+            equalize: None, or "drop" / "pad": every rank yields the same number of samples, the
+                fewest (dropping the rest) or the most (repeating its own), from the store's index.
+
+        Raises `ValueError` for a knob out of range (checked here); listing and reading errors are
+        raised when the stream is iterated.
+        """
+        plan = LoadPlan(
+            key_iterator=list(key_iterator) if key_iterator is not None else None,
+            max_concurrency=max_concurrency or self.default_max_concurrency,
+            prefetch=prefetch or self.default_prefetch,
+            shuffle_key_buffer=shuffle_key_buffer,
+            shuffle_item_buffer=shuffle_item_buffer,
+            seed=seed,
+            epoch=epoch,
+            split_by_rank=split_by_rank,
+            split_by_worker=split_by_worker,
+            rank=rank,
+            world_size=world_size,
+            on_error=on_error,
+            equalize=equalize,
+        )
+        return AsyncLoaderStream(self._store, plan)
+
+
+class AsyncMessagepackLoader(AsyncRecordLoader):
+    """Streams the samples of a messagepack shard store."""
+
+    store_class: ClassVar[type[AsyncRecordStore]] = AsyncMessagepackStore
+    default_max_concurrency: ClassVar[int] = 8
+    default_prefetch: ClassVar[int] = 8
+
+
+class AsyncJsonlLoader(AsyncRecordLoader):
+    """Streams the samples of a jsonl shard store."""
+
+    store_class: ClassVar[type[AsyncRecordStore]] = AsyncJsonlStore
+    default_max_concurrency: ClassVar[int] = 8
+    default_prefetch: ClassVar[int] = 8
+
+
+class AsyncCsvLoader(AsyncRecordLoader):
+    """Streams the rows of a csv store (or of one csv file) as samples.
+
+    Values are strings unless `dtypes` maps a column to a converter, e.g. ``{"label": int, "score": float}``.
+    """
+
+    store_class: ClassVar[type[AsyncRecordStore]] = AsyncCsvStore
+    default_max_concurrency: ClassVar[int] = 8
+    default_prefetch: ClassVar[int] = 8
+
+    def __init__(
+        self, url: str, compression: str | None = None, dtypes: Dtypes | None = None, **storage_options: Any
+    ) -> None:
+        self._store = AsyncCsvStore(url, compression, dtypes=dtypes, **storage_options)
+
+    @property
+    def dtypes(self) -> Dtypes:
+        """The column converters applied when reading."""
+        return self._store.dtypes  # type: ignore[attr-defined, no-any-return]

@@ -1,0 +1,199 @@
+"""The one data path of every loader: this reader's keys -> objects fetched with bounded concurrency and
+inflated -> decoded samples, an object's worth (a chunk) at a time.
+
+A format plugs in as an `ObjectSource` (a store): it reads a group of objects (`fetch_objects`) and
+decodes one (`decode_object`, pure CPU, possibly pulling further chunks of a large object through the
+`rest` callable it is given: csv's incremental reads). `Pass` runs one reader's pass of a `LoadPlan`:
+`objects` fetches, `decode` decodes. Where decoding runs is the `decode_in` parameter of `chunks`:
+
+- ``"consumer"``: the sync face iterates `objects` through the runtime's batched hand-over and decodes
+  in its own thread. Measured fastest for it: decoding stays beside the consumer, the loop only waits
+  on I/O, and nothing crosses threads twice.
+- ``"worker"``: the async face decodes objects of `DECODE_IN_WORKER_BYTES` or more, and objects read in
+  chunks, in a worker thread, so the loop keeps serving requests while a large shard is parsed; smaller
+  ones are decoded inline, where a thread hop would cost more than the decoding (``"loop"``: all
+  complete objects inline).
+
+Bad objects (missing, corrupt) are raised where they stand in the order, or under ``on_error="skip"``
+logged, counted and replaced by no samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio.from_thread
+import anyio.to_thread
+
+from squirrel.aio.buffer_pool import BufferPool
+from squirrel.aio.operators import closing
+from squirrel.aio.stream import AsyncIterableSource
+from squirrel.codec.base import Buffer
+from squirrel.errors import DecodeError
+from squirrel.plan import CONSUMED, LoadPlan
+
+if TYPE_CHECKING:
+    from squirrel.metrics import LoaderMetrics
+    from squirrel.sample import Sample
+
+__all__ = ["DECODE_IN", "DECODE_IN_WORKER_BYTES", "Fetched", "ObjectSource", "Pass", "Rest"]
+
+logger = logging.getLogger("squirrel")
+
+DECODE_IN = ("consumer", "worker", "loop")
+"""Where a pass decodes objects (see the module docstring)."""
+
+DECODE_IN_WORKER_BYTES = 256 * 1024
+"""Under ``decode_in="worker"``, objects at least this large are decoded in a worker thread."""
+
+Rest = Callable[[], Iterable[bytes]]
+"""Gives the chunks of an object after its first (`Fetched.complete` is False), in order, as they are read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One object of a pass: its bytes, inflated (or the first chunk of an object read in chunks), or the
+    samples that stand in for it (a placeholder of a resumed pass, or none for a skipped object)."""
+
+    key: str
+    data: Buffer = b""
+    complete: bool = True
+    ready: list[Any] | None = None
+    error: Exception | None = None
+
+
+class ObjectSource(Protocol):
+    """What the pipeline needs of a store."""
+
+    objects_per_read: int
+    """How many objects `fetch_objects` is given at once (many small ones share one thread hop)."""
+    whole_objects: bool
+    """Whether `decode_object` yields an object's samples as one chunk (what a resumed pass replays on)."""
+
+    def object_url(self, key: str) -> str: ...
+
+    async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
+        """Read, check and inflate `keys`; a missing or bad object comes back with its `error` set."""
+        ...
+
+    def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
+        """The chunks of an incomplete object after its first, in order."""
+        ...
+
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
+        """The samples of one fetched object, in chunks (pure CPU but for `rest`)."""
+        ...
+
+
+class Pass:
+    """One pass of one reader over a `source`, following `plan`; counters go to `metrics`."""
+
+    def __init__(self, source: ObjectSource, plan: LoadPlan, metrics: LoaderMetrics, keys: Sequence[str]) -> None:
+        self.source = source
+        self.plan = plan
+        self.metrics = metrics
+        self.keys = keys
+        # Recycled buffers pay off for large objects read one per request; small ones are read plainly.
+        self.pool = BufferPool(max_buffers=plan.prefetch + 4) if source.objects_per_read == 1 else None
+
+    def skipped(self, key: str, error: Exception) -> list[Any]:
+        """A bad object: raise `error` under ``on_error="raise"``; under "skip" log and count it, and
+        return no samples in its place."""
+        if self.plan.on_error == "raise":
+            raise error
+        self.metrics.skipped += 1
+        logger.warning("skipping %s: %s: %s", key, type(error).__name__, error)
+        return []
+
+    async def objects(self) -> AsyncIterator[Fetched]:
+        """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
+        plan, per_read = self.plan, max(1, self.source.objects_per_read)
+        requests = asyncio.Semaphore(plan.max_concurrency)
+        groups = [self.keys[i : i + per_read] for i in range(0, len(self.keys), per_read)]
+
+        async def fetch(group: Sequence[str]) -> list[Fetched]:
+            wanted = [key for key in group if key not in plan.placeholders]
+            fetched = {}
+            if wanted:
+                async with requests:
+                    self.metrics.in_flight += len(wanted)
+                    try:
+                        fetched = {item.key: item for item in await self.source.fetch_objects(wanted, self.pool)}
+                    finally:
+                        self.metrics.in_flight -= len(wanted)
+                        self.metrics.objects += len(wanted)
+            return [fetched.get(key) or Fetched(key, ready=[CONSUMED] * plan.placeholders[key]) for key in group]
+
+        window = max(1, plan.prefetch // per_read)
+        stream = AsyncIterableSource(groups).async_map(fetch, max_concurrency=window)
+        async with closing(aiter(stream)) as results:
+            async for group in results:
+                for item in group:
+                    if item.ready is None and item.error is None:
+                        self.metrics.bytes += len(item.data)
+                    yield item
+
+    def decode(self, fetched: Fetched, rest: Rest) -> Iterator[list[Any]]:
+        """The samples of `fetched` in chunks; a bad object is raised or skipped (see `skipped`).
+
+        Under "skip", the chunks of a large object decoded before its bad part stay delivered.
+        """
+        if fetched.error is not None:
+            yield self.skipped(fetched.key, fetched.error)
+            return
+        if fetched.ready is not None:
+            yield fetched.ready
+            return
+        try:
+            yield from self.source.decode_object(fetched, rest)
+        except DecodeError as error:
+            yield self.skipped(fetched.key, error)
+
+    def rest_on_loop(self, fetched: Fetched) -> Rest:
+        """`Rest` for a decoder running in an anyio worker thread of the loop that reads the object."""
+
+        def chunks() -> Iterator[bytes]:
+            iterator = self.source.read_rest(fetched)
+            try:
+                while (chunk := anyio.from_thread.run(_next_or_none, iterator)) is not None:
+                    yield chunk
+            finally:
+                anyio.from_thread.run(_close, iterator)
+
+        return chunks
+
+    async def chunks(self, decode_in: str = "worker") -> AsyncIterator[list[Any]]:
+        """Decoded chunks of samples in plan order, for the async face (``"worker"`` or ``"loop"``)."""
+        if decode_in not in ("worker", "loop"):
+            raise ValueError(f"an async pass decodes in 'worker' or 'loop', got {decode_in!r}")
+        async with closing(aiter(self.objects())) as objects:
+            async for fetched in objects:
+                small = decode_in == "loop" or len(fetched.data) < DECODE_IN_WORKER_BYTES
+                if fetched.complete and small:
+                    for chunk in self.decode(fetched, _no_rest):
+                        yield chunk
+                    continue
+                decoded = self.decode(fetched, self.rest_on_loop(fetched))
+                try:
+                    while (chunk := await anyio.to_thread.run_sync(next, decoded, None)) is not None:
+                        yield chunk
+                finally:
+                    await anyio.to_thread.run_sync(decoded.close)
+
+
+def _no_rest() -> Iterable[bytes]:
+    return ()  # only complete objects are decoded on the loop
+
+
+async def _next_or_none(iterator: AsyncIterator[bytes]) -> bytes | None:
+    return await anext(iterator, None)
+
+
+async def _close(iterator: AsyncIterator[bytes]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,1 @@
+"""Stores over async fsspec filesystems: an I/O-free layout, and a store class per kind of object."""

@@ -1,0 +1,61 @@
+"""Where a store's objects live: root, object paths and URLs, suffix. I/O-free, computed at construction.
+
+Both faces and every store class share it, so a fresh store object knows its paths before it has
+touched a filesystem (a store's `exists` and `delete` work on their first call).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from squirrel.aio.fs import filesystem_class_and_options, split_protocol
+from squirrel.index import INDEX_NAME
+from squirrel.sample import validate_key
+
+__all__ = ["Layout"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The objects of a store at `url`: ``<root>/<key><suffix>``, plus the index at the root.
+
+    `root` is the url as its filesystem names paths (protocol stripped, local paths absolute).
+    """
+
+    url: str
+    protocol: str
+    root: str
+    suffix: str
+
+    @classmethod
+    def of(cls, url: str, suffix: str, storage_options: dict[str, object]) -> Layout:
+        """The layout of a store at `url` whose objects end in `suffix`."""
+        url = url.rstrip("/") or url
+        protocol, _ = split_protocol(url)
+        fs_class, _ = filesystem_class_and_options(protocol, dict(storage_options))
+        root = fs_class._strip_protocol(url).rstrip("/") or "/"
+        return cls(url, protocol, root, suffix)
+
+    def path(self, key: str) -> str:
+        """The filesystem path of the object that holds `key` (`ValueError` for a bad key)."""
+        return f"{self.root}/{validate_key(key)}{self.suffix}"
+
+    def object_url(self, key: str) -> str:
+        """The full URL of the object that holds `key`."""
+        return f"{self.url}/{key}{self.suffix}"
+
+    @property
+    def index_path(self) -> str:
+        """The filesystem path of the store's index."""
+        return f"{self.root}/{INDEX_NAME}"
+
+    @property
+    def index_url(self) -> str:
+        """The full URL of the store's index."""
+        return f"{self.url}/{INDEX_NAME}"
+
+    def key_of(self, name: str) -> str | None:
+        """The key of a listed object's base name, or None when it is not one of this store's objects."""
+        if name.endswith(self.suffix) and not name.startswith(".") and len(name) > len(self.suffix):
+            return name[: -len(self.suffix)]
+        return None

@@ -1,0 +1,314 @@
+"""`AsyncRecordStore`: samples stored as objects under a root folder, over any async fsspec filesystem.
+
+It is also the base of the shard stores: a subclass picks the codec and whether each sample is its own
+object (record store) or each shard is (messagepack, jsonl, csv). Keys name objects directly under the
+root (`Layout`); writes are atomic, so a reader never sees half an object. The store's index (listing,
+counts, checksums) is handled by `IndexedStore`, its base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import anyio.to_thread
+
+from squirrel.aio.fs import (
+    acquire_filesystem,
+    check_storage_options,
+    is_blocking,
+    is_local,
+    release_filesystem,
+    split_protocol,
+)
+from squirrel.aio.pipeline import Fetched, Rest
+from squirrel.aio.retry import NO_RETRY, RetryPolicy
+from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
+from squirrel.aio.stores.layout import Layout
+from squirrel.aio.stores.local import remove_stale_temp_files, write_local_atomically
+from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
+from squirrel.errors import DecodeError
+from squirrel.index import IndexEntry, describe
+from squirrel.sample import Sample, Shard
+
+if TYPE_CHECKING:
+    from fsspec.asyn import AsyncFileSystem
+
+    from squirrel.aio.buffer_pool import BufferPool
+    from squirrel.codec.base import Buffer
+
+__all__ = ["MAX_CONCURRENT_WRITES", "AsyncRecordStore"]
+
+
+def _read_local(path: str, pool: BufferPool | None) -> Buffer:
+    """A local file's bytes: into a recycled buffer of `pool` (large shards), else plainly (small records)."""
+    if pool is not None:
+        return pool.read_file(path)
+    with open(path, "rb") as file:
+        return file.read()
+
+
+MAX_CONCURRENT_WRITES = 64
+"""Bound on objects written at once by one `set` (a shard written into a record store)."""
+
+
+class AsyncRecordStore(IndexedStore):
+    """Map-style async access to a folder of samples, one msgpack object per sample.
+
+    ``await store.set(sample)``, ``async for s in store.get(key)``, ``async for k in store.keys()``,
+    ``await store.delete(key)``, ``await store.exists(key)``. Use it as ``async with`` (or call
+    `aclose`) inside your own event loop so its network session is closed with it.
+
+    Args:
+        url: the store's folder: a local path, ``memory://...``, ``gs://bucket/prefix``.
+        compression: None or "gzip" (objects get a ``.gz`` suffix).
+        max_decompressed_size: the largest object accepted after inflating (against decompression bombs).
+        verify_checksums: check every object read against the size and crc32c in the store's index
+            (`DecodeError` "stale index" on a mismatch).
+        retry: the `RetryPolicy` of requests to an object store (local and memory:// are not retried).
+        **storage_options: options of the url's filesystem (``endpoint_url``, ``token``, ...); for gs://,
+            squirrel's own ``max_connections=n`` bounds the HTTP connections open at once.
+
+    Raises `ValueError` for an unknown compression or a storage option the filesystem cannot honour.
+    """
+
+    codec: ClassVar[Codec] = MessagepackCodec()
+    one_object_per_sample: ClassVar[bool] = True
+    objects_per_read: ClassVar[int] = 32
+    """Objects read per request group: small one-sample objects share a thread hop on local disk."""
+    whole_objects: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        url: str,
+        compression: str | None = None,
+        *,
+        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+        verify_checksums: bool = False,
+        retry: RetryPolicy | None = None,
+        **storage_options: Any,
+    ) -> None:
+        self.compression = check_compression(compression)
+        self.max_decompressed_size = max_decompressed_size
+        self.verify_checksums = verify_checksums
+        self.storage_options = storage_options
+        check_storage_options(split_protocol(url)[0], storage_options)
+        self.layout = Layout.of(url, self.codec.suffix + COMPRESSIONS[compression], storage_options)
+        self.retry = retry or (NO_RETRY if self.layout.protocol in LOCAL_PROTOCOLS else RetryPolicy())
+        self._filesystems: dict[asyncio.AbstractEventLoop, AsyncFileSystem] = {}
+        super().__init__()
+
+    @property
+    def url(self) -> str:
+        """The store's root URL."""
+        return self.layout.url
+
+    @property
+    def suffix(self) -> str:
+        """The suffix of the store's objects (codec and compression)."""
+        return self.layout.suffix
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_filesystems"] = {}  # loop-bound: each process opens its own
+        return state
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release this store's filesystem on the running loop (closing its session if it was the last user)."""
+        fs = self._filesystems.pop(asyncio.get_running_loop(), None)
+        if fs is not None:
+            await release_filesystem(fs)
+
+    def _fs(self) -> AsyncFileSystem:
+        loop = asyncio.get_running_loop()
+        fs = self._filesystems.get(loop)
+        if fs is None:
+            for old in [old for old in self._filesystems if old.is_closed()]:
+                del self._filesystems[old]
+            fs = self._filesystems[loop] = acquire_filesystem(self.layout.protocol, self.storage_options)
+        return fs
+
+    def object_url(self, key: str) -> str:
+        """The full URL of the object that holds `key` (used in error messages)."""
+        return self.layout.object_url(key)
+
+    def _object_path(self, key: str) -> str:
+        return self.layout.path(key)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _missing(self, key: str) -> KeyError:
+        message = f"no key {key!r} in {self!r} (looked for {self.object_url(key)})"
+        if self._index is not None and key in self._index:
+            message += f"; the index {self.index_url} lists it: the index is stale, rewrite it with write_index()"
+        return KeyError(message)
+
+    async def read_bytes(self, key: str) -> Buffer:
+        """The stored (possibly compressed) bytes of object `key`; `KeyError` if there is none.
+
+        With `verify_checksums`, the bytes are checked against the index (`DecodeError` "stale index").
+        """
+        index = await self._loaded_index() if self.verify_checksums else None
+        try:
+            data: Buffer = await self._request(self.object_url(key), self._fs()._cat_file, self._object_path(key))
+        except FileNotFoundError:
+            raise self._missing(key) from None
+        if index is not None:
+            await self._verify(key, data, index)
+        return data
+
+    def decompress(self, key: str, data: Buffer) -> Buffer:
+        """The stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL)."""
+        return decompress(data, self.compression, self.object_url(key), self.max_decompressed_size)
+
+    def decode(self, key: str, data: Buffer) -> list[Sample]:
+        """Decompress and decode the stored bytes of object `key` (pure CPU; safe to run in a thread)."""
+        return self.codec.decode(self.decompress(key, data), self.object_url(key))
+
+    async def fetch(self, key: str) -> list[Sample]:
+        """All samples of object `key`, decoded; `KeyError` if there is none, `DecodeError` if it is bad."""
+        (fetched,) = await self.fetch_objects([key], None)
+        if fetched.error is not None:
+            raise fetched.error
+        return [sample for chunk in self.decode_object(fetched, tuple) for sample in chunk]
+
+    async def get(self, key: str) -> AsyncIterator[Sample]:
+        """Yield the samples stored under `key` (one for a record store, a shard's worth otherwise)."""
+        for sample in await self.fetch(key):
+            yield sample
+
+    async def keys(self) -> AsyncIterator[str]:
+        """Yield every key in the store, sorted."""
+        for key in await self.list_keys():
+            yield key
+
+    async def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        return bool(await self._request(self.object_url(key), self._fs()._exists, self._object_path(key)))
+
+    # -- the pipeline's hooks (see `squirrel.aio.pipeline.ObjectSource`) -------------------------
+
+    async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
+        """Read, check and inflate the objects `keys`: on a blocking filesystem (local disk, memory://) all
+        in one worker thread, on an object store as concurrent requests. A missing or bad object comes
+        back with its `error` set, so the caller decides whether it stops the pass."""
+        if self.verify_checksums:
+            await self._loaded_index()
+        fs = self._fs()
+        if is_blocking(fs):
+            local = is_local(fs)
+            return await anyio.to_thread.run_sync(lambda: [self._read_blocking(fs, key, pool, local) for key in keys])
+        return list(await asyncio.gather(*(self._read_remote(key) for key in keys)))
+
+    def _read_blocking(self, fs: AsyncFileSystem, key: str, pool: BufferPool | None, local: bool) -> Fetched:
+        try:
+            path = self._object_path(key)
+            try:
+                data: Buffer = _read_local(path, pool) if local else fs.sync_fs.cat_file(path)
+            except FileNotFoundError:
+                raise self._missing(key) from None
+            if self.verify_checksums and self._index is not None:
+                self._verify_now(key, data, self._index)
+            return Fetched(key, self.decompress(key, data))
+        except (KeyError, DecodeError) as error:
+            return Fetched(key, error=error)
+
+    async def _read_remote(self, key: str) -> Fetched:
+        try:
+            data = await self.read_bytes(key)
+            if self.compression is not None:  # inflating releases the GIL: threads use both cores
+                data = await anyio.to_thread.run_sync(self.decompress, key, data)
+            return Fetched(key, data)
+        except (KeyError, DecodeError) as error:
+            return Fetched(key, error=error)
+
+    def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
+        """Objects of this store are read whole: there is never a rest."""
+        raise NotImplementedError(f"{type(self).__name__} reads objects whole")
+
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
+        """The samples of one fetched (inflated) object, as one chunk."""
+        yield self.codec.decode(fetched.data, self.object_url(fetched.key))
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _objects_of(self, item: Sample | Shard) -> list[tuple[str, Sequence[Sample]]]:
+        if isinstance(item, Shard):
+            if self.one_object_per_sample:
+                return [(sample.key, [sample]) for sample in item.value]
+            return [(item.key, item.value)]
+        if isinstance(item, Sample):
+            return [(item.key, [item])]
+        raise TypeError(f"{type(self).__name__}.set takes a Sample or a Shard, got {type(item).__name__}")
+
+    def encode(self, samples: Sequence[Sample]) -> bytes:
+        """Encode and compress `samples` as the bytes of one object (pure CPU)."""
+        return compress(self.codec.encode(samples), self.compression)
+
+    async def set(self, item: Sample | Shard) -> list[IndexEntry]:
+        """Store `item` atomically: a reader sees the old object or the new one, never a partial one.
+
+        A record store writes each sample of a shard as its own object; a shard store writes a shard as
+        one object and a lone sample as a one-sample shard under the sample's key. Returns the index
+        entries of the objects written; the store's index itself is left alone (see `write_index`).
+        `TypeError` for anything but a Sample or a Shard, `EncodeError` for a value the codec cannot hold.
+        """
+        objects = self._objects_of(item)
+        if len(objects) == 1:
+            return [await self._put(*objects[0])]
+        limit = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
+
+        async def put_bounded(key: str, samples: Sequence[Sample]) -> IndexEntry:
+            async with limit:
+                return await self._put(key, samples)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(put_bounded(key, samples)) for key, samples in objects]
+        return [task.result() for task in tasks]
+
+    async def _put(self, key: str, samples: Sequence[Sample]) -> IndexEntry:
+        fs = self._fs()
+        path = self._object_path(key)
+        if is_local(fs):
+            return await anyio.to_thread.run_sync(self._encode_and_write_local, key, path, samples)
+        data, entry = await anyio.to_thread.run_sync(self._encode_and_describe, key, samples)
+        await self._request(self.object_url(key), fs._pipe_file, path, data)
+        return entry
+
+    def _encode_and_describe(self, key: str, samples: Sequence[Sample]) -> tuple[bytes, IndexEntry]:
+        data = self.encode(samples)
+        return data, describe(key, data, len(samples))
+
+    def _encode_and_write_local(self, key: str, path: str, samples: Sequence[Sample]) -> IndexEntry:
+        data, entry = self._encode_and_describe(key, samples)
+        write_local_atomically(path, data)
+        return entry
+
+    async def cleanup(self, older_than: float = 3600.0) -> list[str]:
+        """Remove what crashed writers left behind, and return the paths removed.
+
+        Only local stores have leftovers: hidden temp files of writes that never reached their rename.
+        Files younger than `older_than` seconds are kept, as they may belong to writes still under way.
+        Object stores publish an upload whole or not at all, so there is nothing to clean there.
+        """
+        if not is_local(self._fs()):
+            return []
+        return await anyio.to_thread.run_sync(remove_stale_temp_files, self.layout.root, older_than)
+
+    async def delete(self, key: str) -> None:
+        """Remove the object stored under `key`; `KeyError` if there is none."""
+        try:
+            await self._request(self.object_url(key), self._fs()._rm_file, self._object_path(key))
+        except FileNotFoundError:
+            raise KeyError(f"no key {key!r} in {self!r}") from None
