@@ -69,7 +69,15 @@ SYNC_ONLY: dict[str, str] = {
     "resumed": "resume hook of to_torch_iterable's state_dict; only squirrel.iterstream.torch calls it",
     "replay_problems": "resume check of to_torch_iterable's state_dict; only squirrel.iterstream.torch calls it",
 }
-ASYNC_ONLY: dict[str, str] = {}
+_PIPELINE_HOOK = "a hook of the pipeline's ObjectSource (squirrel.aio.pipeline), run on the IO loop for both faces"
+ASYNC_ONLY: dict[str, str] = {
+    "fetch_objects": _PIPELINE_HOOK,
+    "read_rest": _PIPELINE_HOOK,
+    "decode_object": _PIPELINE_HOOK,
+    "objects_per_read": _PIPELINE_HOOK,
+    "whole_objects": _PIPELINE_HOOK,
+    "read_head": "csv's first-chunk read behind its fetch_objects hook",
+}
 
 
 _MISSING = object()

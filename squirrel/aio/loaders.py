@@ -67,6 +67,10 @@ class AsyncLoaderStream(AsyncComposable):
         """Use `epoch` (with the seed) for the order of the next pass."""
         self.plan.epoch = epoch
 
+    def epoch(self) -> int:
+        """The epoch the next pass orders samples for."""
+        return self.plan.epoch
+
     def split_kinds(self) -> frozenset[str]:
         """Which splits this stream applies ("rank", "worker")."""
         return self.plan.split_kinds

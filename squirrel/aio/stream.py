@@ -38,6 +38,11 @@ class AsyncComposable:
         if (upstream := self._upstream()) is not None:
             upstream.set_epoch(epoch)
 
+    def epoch(self) -> int:
+        """The epoch the next pass of the loader upstream orders samples for (0 without one)."""
+        upstream = self._upstream()
+        return upstream.epoch() if upstream is not None else 0
+
     def split_kinds(self) -> frozenset[str]:
         """Which splits ("rank", "worker") happen here or upstream."""
         upstream = self._upstream()

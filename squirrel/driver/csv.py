@@ -6,20 +6,23 @@ Bytes are read on the IO loop and handed over a chunk at a time; parsing runs in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import run_sync
 from squirrel.aio.loaders import AsyncCsvLoader, AsyncRecordLoader
 from squirrel.aio.pipeline import Pass
 from squirrel.aio.stores.csv import AsyncCsvStore
-from squirrel.aio.stores.record import AsyncRecordStore
-from squirrel.codec.csv import Dtypes
 from squirrel.driver.loader import RecordLoader, samples_of
 from squirrel.driver.record import RecordStore
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
-from squirrel.sample import Sample
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from squirrel.aio.stores.record import AsyncRecordStore
+    from squirrel.codec.csv import Dtypes
+    from squirrel.sample import Sample
 
 __all__ = ["CsvLoader", "CsvStore"]
 
@@ -38,6 +41,11 @@ class CsvStore(RecordStore):
         self, url: str, compression: str | None = None, *, dtypes: Dtypes | None = None, **storage_options: Any
     ) -> None:
         super().__init__(url, compression, dtypes=dtypes, **storage_options)
+
+    @property
+    def dtypes(self) -> Dtypes:
+        """The column converters applied when reading."""
+        return self.aio.dtypes
 
     def get(self, key: str) -> Iterator[Sample]:
         """The samples of shard `key`, streamed in chunks; `KeyError` if there is none (raised here)."""

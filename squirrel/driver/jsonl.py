@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from squirrel.aio.loaders import AsyncJsonlLoader, AsyncRecordLoader
-from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore
 from squirrel.driver.loader import RecordLoader
-from squirrel.driver.record import RecordStore
+from squirrel.driver.record import RecordStore, ShardStore
+
+if TYPE_CHECKING:
+    from squirrel.aio.stores.record import AsyncRecordStore
 
 __all__ = ["JsonlLoader", "JsonlStore"]
 
 
-class JsonlStore(RecordStore):
+class JsonlStore(ShardStore):
     """Blocking face of `AsyncJsonlStore`: ``set(shard)``, ``get(shard_key)``, ``keys()``."""
 
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncJsonlStore

@@ -9,18 +9,23 @@ pipeline are the async face's own: only the loop that drives them differs.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import iterate, run_sync
 from squirrel.aio.loaders import AsyncRecordLoader, open_pass, quota, replay
-from squirrel.aio.pipeline import Fetched, Pass, Rest
-from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.driver.record import RecordStore
 from squirrel.iterstream.base import Composable
 from squirrel.metrics import LoaderMetrics
-from squirrel.plan import LoadPlan
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from squirrel.aio.pipeline import Fetched, Pass, Rest
+    from squirrel.aio.stores.record import AsyncRecordStore
+    from squirrel.plan import LoadPlan
 
 __all__ = ["LoaderStream", "RecordLoader", "samples_of"]
 
@@ -134,44 +139,38 @@ class RecordLoader:
         """The compression of the store's objects."""
         return self.aio.compression
 
+    @property
+    def default_max_concurrency(self) -> int:
+        """Requests in flight when `get_iter` is not told."""
+        return self.aio.default_max_concurrency
+
+    @property
+    def default_prefetch(self) -> int:
+        """Objects held ahead of the consumer when `get_iter` is not told."""
+        return self.aio.default_prefetch
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
+
+    def close(self) -> None:
+        """Release the store's filesystem on the IO loop (a later pass opens it again)."""
+        run_sync(self.aio.aclose())
+
+    def __enter__(self) -> RecordLoader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def get_store(self) -> RecordStore:
         """The loader's store, for map-style access (`get`, `set`, `keys`)."""
         return self.store_class.wrapping(self.aio.get_store())
 
-    def get_iter(
-        self,
-        key_iterator: Iterable[str] | None = None,
-        max_concurrency: int | None = None,
-        prefetch: int | None = None,
-        shuffle_key_buffer: int = 1,
-        shuffle_item_buffer: int = 1,
-        seed: int | str | None = None,
-        epoch: int = 0,
-        split_by_rank: bool = False,
-        split_by_worker: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-        on_error: str = "raise",
-        equalize: str | None = None,
-    ) -> LoaderStream:
-        plan = self.aio.get_iter(
-            key_iterator,
-            max_concurrency,
-            prefetch,
-            shuffle_key_buffer,
-            shuffle_item_buffer,
-            seed,
-            epoch,
-            split_by_rank,
-            split_by_worker,
-            rank,
-            world_size,
-            on_error,
-            equalize,
-        ).plan
-        return LoaderStream(self.aio.get_store(), plan)
+    @functools.wraps(AsyncRecordLoader.get_iter)
+    def get_iter(self, *args: Any, **kwargs: Any) -> LoaderStream:
+        stream = self.aio.get_iter(*args, **kwargs)  # the same arguments, checked once, by the async face
+        return LoaderStream(stream.store, stream.plan)
 
-    get_iter.__doc__ = AsyncRecordLoader.get_iter.__doc__
+    get_iter.__signature__ = inspect.signature(AsyncRecordLoader.get_iter).replace(  # type: ignore[attr-defined]
+        return_annotation="LoaderStream"
+    )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from squirrel.aio.loaders import AsyncMessagepackLoader, AsyncRecordLoader
-from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncMessagepackStore
 from squirrel.driver.loader import RecordLoader
-from squirrel.driver.record import RecordStore
+from squirrel.driver.record import RecordStore, ShardStore
+
+if TYPE_CHECKING:
+    from squirrel.aio.stores.record import AsyncRecordStore
 
 __all__ = ["MessagePackDataLoader", "MessagepackLoader", "MessagepackStore"]
 
 
-class MessagepackStore(RecordStore):
+class MessagepackStore(ShardStore):
     """Blocking face of `AsyncMessagepackStore`: ``set(shard)``, ``get(shard_key)``, ``keys()``."""
 
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncMessagepackStore

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from squirrel._runtime import run_sync
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
-from squirrel._runtime import run_sync
-from squirrel.aio.retry import RetryPolicy
-from squirrel.index import Index, IndexEntry
-from squirrel.sample import Sample, Shard
+from squirrel.driver.twin import blocking, delegated, shared
 
-__all__ = ["RecordStore"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from squirrel.aio.retry import RetryPolicy
+    from squirrel.aio.stores.layout import Layout
+    from squirrel.codec import Codec
+    from squirrel.sample import Sample
+
+__all__ = ["RecordStore", "ShardStore"]
 
 
 class RecordStore:
@@ -50,15 +55,43 @@ class RecordStore:
         store.aio = aio
         return store
 
-    @property
-    def url(self) -> str:
-        """The store's root URL."""
-        return self.aio.url
+    url: shared[str] = shared("The store's root URL.")
+    compression: shared[str | None] = shared('The compression of stored objects (None or "gzip").')
+    layout: shared[Layout] = shared("Where the store's objects live (root, paths, URLs, suffix).")
+    suffix: shared[str] = shared("The suffix of the store's objects (codec and compression).")
+    index_url: shared[str] = shared("The full URL of the store's index.")
+    codec: shared[Codec] = shared("The codec of the store's objects.")
+    one_object_per_sample: shared[bool] = shared("Whether each sample is its own object, or each shard is.")
+    storage_options: shared[dict[str, Any]] = shared("The options of the url's filesystem.")
+    verify_checksums: shared[bool] = shared("Whether objects read are checked against the index.")
+    max_decompressed_size: shared[int] = shared("The largest object accepted after inflating.")
+    retry: shared[RetryPolicy] = shared("The retry policy of requests to an object store.")
 
-    @property
-    def compression(self) -> str | None:
-        """The compression of stored objects (None or "gzip")."""
-        return self.aio.compression
+    object_url = delegated(AsyncRecordStore.object_url)
+    decompress = delegated(AsyncRecordStore.decompress)
+    decode = delegated(AsyncRecordStore.decode)
+    encode = delegated(AsyncRecordStore.encode)
+    read_bytes = blocking(AsyncRecordStore.read_bytes)
+    fetch = blocking(AsyncRecordStore.fetch)
+    list_keys = blocking(AsyncRecordStore.list_keys)
+    list_objects = blocking(AsyncRecordStore.list_objects)
+    set = blocking(AsyncRecordStore.set)
+    exists = blocking(AsyncRecordStore.exists)
+    cleanup = blocking(AsyncRecordStore.cleanup)
+    delete = blocking(AsyncRecordStore.delete)
+    write_index = blocking(AsyncRecordStore.write_index)
+    read_index = blocking(AsyncRecordStore.read_index)
+    count_samples = blocking(AsyncRecordStore.count_samples)
+
+    def close(self) -> None:
+        """Release the store's filesystem on the IO loop (a later call opens it again)."""
+        run_sync(self.aio.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
@@ -67,41 +100,36 @@ class RecordStore:
         """The samples stored under `key`; `KeyError` if there are none."""
         return iter(run_sync(self.aio.fetch(key)))
 
-    def set(self, item: Sample | Shard) -> None:
-        """Store a sample or a shard atomically."""
-        run_sync(self.aio.set(item))
-
     def keys(self) -> Iterator[str]:
         """Every key in the store, sorted."""
         return iter(run_sync(self.aio.list_keys()))
 
-    def exists(self, key: str) -> bool:
-        """Whether an object is stored under `key`."""
-        return run_sync(self.aio.exists(key))
 
-    def cleanup(self, older_than: float = 3600.0) -> list[str]:
-        """Remove what crashed writers left behind (local temp files older than `older_than` s)."""
-        return run_sync(self.aio.cleanup(older_than))
+class ShardStore(RecordStore):
+    """The blocking face of a shard store (one object per shard), in squirrel's layout or squirrel-core's."""
 
-    def delete(self, key: str) -> None:
-        """Remove the object stored under `key`; `KeyError` if there is none."""
-        run_sync(self.aio.delete(key))
+    def __init__(
+        self,
+        url: str,
+        compression: str | None = None,
+        *,
+        format: str = "squirrel",
+        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+        verify_checksums: bool = False,
+        retry: RetryPolicy | None = None,
+        **storage_options: Any,
+    ) -> None:
+        self.aio = self.async_class(
+            url,
+            compression,
+            format=format,
+            max_decompressed_size=max_decompressed_size,
+            verify_checksums=verify_checksums,
+            retry=retry,
+            **storage_options,
+        )
 
-    def list_objects(self) -> dict[str, int]:
-        """The stored size of every object under the root, by key, from a listing (never from the index)."""
-        return run_sync(self.aio.list_objects())
-
-    def write_index(self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16) -> Index:
-        """Index every object (key, sample count, size, crc32c) at the store's root; call it after writing.
-
-        See `AsyncRecordStore.write_index`.
-        """
-        return run_sync(self.aio.write_index(known, max_concurrency))
-
-    def read_index(self) -> Index | None:
-        """The store's index, or None when it has none."""
-        return run_sync(self.aio.read_index())
-
-    def count_samples(self) -> int:
-        """The number of samples in the store, from its index (`FileNotFoundError` when it has none)."""
-        return run_sync(self.aio.count_samples())
+    @property
+    def format(self) -> str:
+        """The layout of the shards: "squirrel" or "squirrel-core"."""
+        return self.aio.format  # type: ignore[attr-defined, no-any-return]

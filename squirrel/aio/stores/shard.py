@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from squirrel.aio.retry import RetryPolicy
 from squirrel.aio.stores.record import AsyncRecordStore
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from squirrel.codec import Codec, JsonlCodec, MessagepackCodec
 from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMessagepackCodec
 
@@ -20,29 +22,46 @@ FORMATS = ("squirrel", "squirrel-core")
 class _ShardStore(AsyncRecordStore):
     one_object_per_sample: ClassVar[bool] = False
     objects_per_read: ClassVar[int] = 1
-    squirrel_core_codec: ClassVar[Codec]
+    _squirrel_core_codec: ClassVar[Codec]
 
-    def __init__(self, url: str, compression: str | None = None, *, format: str = "squirrel", **options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        compression: str | None = None,
+        *,
+        format: str = "squirrel",
+        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+        verify_checksums: bool = False,
+        retry: RetryPolicy | None = None,
+        **storage_options: Any,
+    ) -> None:
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
         self.format = format
         if format == "squirrel-core":
             if compression not in (None, "gzip"):
                 raise ValueError("squirrel-core shards are always gzip-compressed")
-            self.codec = self.squirrel_core_codec
+            self.codec = self._squirrel_core_codec
             compression = "gzip"
-        super().__init__(url, compression, **options)
+        super().__init__(
+            url,
+            compression,
+            max_decompressed_size=max_decompressed_size,
+            verify_checksums=verify_checksums,
+            retry=retry,
+            **storage_options,
+        )
 
 
 class AsyncMessagepackStore(_ShardStore):
     """Each shard is one msgpack object ``<key>.msgpack`` (``.msgpack.gz`` with gzip); numpy types kept."""
 
     codec: ClassVar[Codec] = MessagepackCodec()
-    squirrel_core_codec: ClassVar[Codec] = SquirrelCoreMessagepackCodec()
+    _squirrel_core_codec: ClassVar[Codec] = SquirrelCoreMessagepackCodec()
 
 
 class AsyncJsonlStore(_ShardStore):
     """Each shard is one jsonl object ``<key>.jsonl``: readable by people and any JSON tool."""
 
     codec: ClassVar[Codec] = JsonlCodec()
-    squirrel_core_codec: ClassVar[Codec] = SquirrelCoreJsonlCodec()
+    _squirrel_core_codec: ClassVar[Codec] = SquirrelCoreJsonlCodec()

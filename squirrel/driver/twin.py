@@ -1,0 +1,67 @@
+"""How a sync class is the blocking face of its async twin (``self.aio``), one line per member.
+
+`shared` reads an attribute of the twin, `delegated` calls one of its plain methods, and `blocking` runs one
+of its coroutine methods on the IO loop (`squirrel._runtime.run_sync`). Each keeps the twin's signature and
+docstring (``functools.wraps``), so ``help()`` and `inspect.signature` show them, written once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from squirrel._runtime import run_sync
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+__all__ = ["blocking", "delegated", "shared"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class shared(Generic[T]):
+    """A read-only attribute that is the async twin's attribute of the same name."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> shared[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+    def __get__(self, instance: object | None, owner: type) -> T | shared[T]:
+        if instance is None:
+            return self
+        value: T = getattr(instance.aio, self.name)  # type: ignore[attr-defined]
+        return value
+
+
+def delegated(method: Callable[Concatenate[Any, P], T]) -> Callable[Concatenate[Any, P], T]:
+    """A method that calls the async twin's plain (non-async) method of the same name."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = getattr(self.aio, name)(*args, **kwargs)
+        return result
+
+    return call
+
+
+def blocking(method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]) -> Callable[Concatenate[Any, P], T]:
+    """A method that runs the async twin's coroutine method of the same name on the IO loop and returns
+    its result (or raises its error)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = run_sync(getattr(self.aio, name)(*args, **kwargs))
+        return result
+
+    return call
