@@ -19,9 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
 
 T = TypeVar("T")
 

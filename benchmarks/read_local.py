@@ -22,9 +22,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._measure import (
     MB,
@@ -38,6 +37,9 @@ from benchmarks._measure import (
     write_json,
 )
 from benchmarks.core_venv import CORE_VERSION, ensure_core_venv
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK = REPO_ROOT / "benchmarks" / ".work"

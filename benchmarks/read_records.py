@@ -21,7 +21,6 @@ A pass alone: ``python -m benchmarks.read_records --pass loader`` prints one JSO
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -29,12 +28,15 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, save_report
 from benchmarks.read_local import REPO_ROOT, SEED, WORK, parse_run_args
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "read_records.json"
 RECORDS = 3_000

@@ -19,9 +19,8 @@ import dataclasses
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, save_report
 from benchmarks.core_venv import CORE_VERSION, ensure_core_venv
@@ -36,6 +35,9 @@ from benchmarks.read_local import (
     shard_key,
     shard_samples,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "write_bulk.json"
 CORE_WORKERS = 4

@@ -16,13 +16,15 @@ import asyncio
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyio.from_thread import BlockingPortal
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+    from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
 __all__ = ["io_loop", "iterate", "on_io_loop", "run_sync", "sync_context"]
 
@@ -124,7 +126,8 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future.cancel()
         finished.wait()
         if isinstance(error, TimeoutError):
-            raise TimeoutError(f"{coro.__qualname__} did not finish within {timeout} s and was cancelled") from None
+            name = getattr(coro, "__qualname__", repr(coro))  # a native coroutine has one; `Coroutine` promises none
+            raise TimeoutError(f"{name} did not finish within {timeout} s and was cancelled") from None
         raise
 
 
@@ -203,7 +206,7 @@ class _Handover:
                 self.ready.wait()
 
 
-def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) -> Iterator[T]:
+def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) -> Generator[T, None, None]:
     """Yield the items of ``make_iterator()``, an async iterator driven by a task on the IO loop.
 
     Up to `capacity` items are held between the task and this thread; they cross in batches (all that

@@ -5,11 +5,15 @@ Runs `squirrel.aio.bulk.write_shards` on the process's IO loop; see there for ho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from squirrel.aio import bulk
 from squirrel._runtime import run_sync
+from squirrel.aio import bulk
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["write_shards"]
 
 
 def write_shards(

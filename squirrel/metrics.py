@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from typing import Any
 
-__all__ = ["LoaderMetrics", "log_metrics", "report", "upstream_metrics"]
+__all__ = ["LoaderMetrics", "log_metrics", "report"]
 
 logger = logging.getLogger("squirrel")
 
@@ -49,14 +49,3 @@ def report(count: int, seconds: float, sources: list[LoaderMetrics]) -> dict[str
     if sources:
         result["bytes_per_second"] = result["bytes_fetched"] / seconds
     return result
-
-
-def upstream_metrics(stream: Any) -> list[LoaderMetrics]:
-    """The `LoaderMetrics` of every stage at or above `stream` (following `.source`)."""
-    found = []
-    while stream is not None and hasattr(stream, "source"):
-        metrics = getattr(stream, "metrics", None)
-        if isinstance(metrics, LoaderMetrics):
-            found.append(metrics)
-        stream = stream.source
-    return found

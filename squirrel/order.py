@@ -10,10 +10,12 @@ import hashlib
 import itertools
 import operator
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = [
     "ShardInterleaver",
@@ -108,7 +110,8 @@ def consumed_per_shard(
     """
     if shuffle_item_buffer <= 1:
         starts = np.cumsum(counts, dtype=np.int64) - np.asarray(counts, dtype=np.int64)
-        return np.clip(skip - starts, 0, counts).tolist()
+        in_order: list[int] = np.clip(skip - starts, 0, counts).tolist()
+        return in_order
     interleaver: ShardInterleaver[int] = ShardInterleaver(shuffle_item_buffer, rng)
     released: list[int] = []
     for shard, count in enumerate(counts):
@@ -117,7 +120,8 @@ def consumed_per_shard(
         released += interleaver.push([shard] * count)
     if len(released) < skip:
         released += interleaver.drain()
-    return np.bincount(released[:skip], minlength=len(counts)).tolist()
+    shuffled: list[int] = np.bincount(released[:skip], minlength=len(counts)).tolist()
+    return shuffled
 
 
 def _pick(items: list[T], indices: list[int]) -> list[T]:
@@ -164,7 +168,7 @@ def shuffled_keys(keys: Iterable[str], buffer: int, seed: int | str | None, epoc
     keys = list(keys)
     if buffer <= 1:
         return keys
-    shuffler = ShuffleBuffer(buffer, make_rng(seed, epoch, "keys"))
+    shuffler: ShuffleBuffer[str] = ShuffleBuffer(buffer, make_rng(seed, epoch, "keys"))
     planned = [evicted for key in keys for evicted in shuffler.push(key)]
     planned.extend(shuffler.drain())
     return planned

@@ -10,7 +10,6 @@ objects need not be fetched at all (`LoadPlan.replay`). Both faces run the same 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from squirrel.errors import DecodeError
@@ -19,6 +18,8 @@ from squirrel.sample import validate_key
 from squirrel.splits import Split, current_split, equal_quota, take_share
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from squirrel.index import Index
 
 __all__ = ["CONSUMED", "ON_ERROR", "LoadPlan", "SampleOrder"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from squirrel.sample import Sample, Shard
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def make_samples(n: int, prefix: str = "s", size: int = 4) -> list[Sample]:

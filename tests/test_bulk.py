@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,6 +16,9 @@ from squirrel.bulk import write_shards
 from squirrel.driver import JsonlStore, MessagePackDataLoader, MessagepackStore, Sample
 from squirrel.errors import EncodeError
 from tests.helpers import assert_same_samples, make_samples
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 N = 2345  # not a multiple of the shard size
 

@@ -8,19 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pickle
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from squirrel.aio import AsyncMessagepackLoader, AsyncMessagepackStore, AsyncRecordStore
-from squirrel.aio.fs import filesystem_class_and_options
 from squirrel.aio.connections import DEFAULT_MAX_CONNECTIONS
+from squirrel.aio.fs import filesystem_class_and_options
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, RecordStore
 from squirrel.driver.file_driver import FileDriver
 from squirrel.sample import Sample, Shard
-from tests.gcs_server import GcsServer
 from tests.helpers import make_samples
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.gcs_server import GcsServer
 
 pytestmark = pytest.mark.gcs
 

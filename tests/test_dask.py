@@ -6,14 +6,17 @@ import asyncio
 import gc
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from distributed import Client, LocalCluster
 
 from squirrel.aio import AsyncIterableSource
 from squirrel.iterstream import IterableSource
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class BadItemError(Exception):

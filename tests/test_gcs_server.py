@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import google_crc32c
 import pytest
@@ -21,6 +21,9 @@ from gcsfs.core import GCSFileSystem
 from gcsfs.retry import HttpError
 
 from tests.gcs_server import GcsServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.gcs
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from squirrel.aio import AsyncMessagepackLoader
-from squirrel.order import shuffled_keys as plan_keys
 from squirrel.driver import (
     JsonlLoader,
     JsonlStore,
@@ -18,6 +17,7 @@ from squirrel.driver import (
 )
 from squirrel.errors import DecodeError
 from squirrel.iterstream import Composable
+from squirrel.order import shuffled_keys as plan_keys
 from tests.helpers import assert_same_samples, make_shards
 
 SHUFFLED = {"shuffle_key_buffer": 4, "shuffle_item_buffer": 7}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import pytest
-import torch.utils.data
 
-from squirrel.order import ShardInterleaver, consumed_per_shard, make_numpy_rng
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.errors import DecodeError
+from squirrel.order import ShardInterleaver, consumed_per_shard, make_numpy_rng
 from tests.helpers import interrupt_and_resume, make_samples
+
+if TYPE_CHECKING:
+    import torch.utils.data
 
 COUNTS = [7, 3, 0, 9, 5, 6, 2, 8]
 ORDERS = [

@@ -13,7 +13,7 @@ import pickle
 import random
 import threading
 import time
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import gcsfs.core
 import pytest
@@ -33,6 +33,9 @@ from squirrel.aio.retry import (
 from squirrel.errors import SquirrelError
 from tests.gcs_server import GcsServer, free_port
 from tests.helpers import make_shards
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SMALL = RetryPolicy(attempts=100, initial_backoff=0.05, max_backoff=0.2, request_timeout=1.0, deadline=3.0)
 """Gives up on a dead endpoint after 3 s."""

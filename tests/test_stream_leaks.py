@@ -21,9 +21,9 @@ from collections import Counter
 
 import pytest
 
+from squirrel._runtime import io_loop
 from squirrel.aio import AsyncIterableSource
 from squirrel.iterstream import IterableSource
-from squirrel._runtime import io_loop
 
 PIPELINES = ["async_map_coroutine", "async_map_plain", "prefetch", "async_map_prefetch", "chain"]
 IO_LOOP_THREAD = "squirrel-io"  # the process's IO loop, started on first use and then kept
@@ -155,9 +155,9 @@ def _wait(predicate, timeout: float = 2.0) -> bool:
     return predicate()
 
 
-async def _wait_async(predicate, timeout: float = 2.0) -> bool:
+async def _wait_async(predicate, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a test poll with its own deadline)
     deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
+    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110  (polls a counter other threads bump)
         await asyncio.sleep(0.005)
     return predicate()
 
@@ -183,7 +183,7 @@ def _io_loop_started():
 
 @pytest.mark.parametrize("exit_by", ["break", "body_error", "fn_error", "aclose", "drop"])
 @pytest.mark.parametrize("kind", PIPELINES)
-async def test_async_leaving_early_leaks_nothing(kind: str, exit_by: str) -> None:
+async def test_async_leaving_early_leaks_nothing(kind: str, exit_by: str) -> None:  # noqa: C901  (one test walks every exit path)
     threads, fds = set(threading.enumerate()), _fd_count()
     probe = _make_probe(kind, "async", exit_by)
     coroutines = _uses_coroutines(kind, "async")

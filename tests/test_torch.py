@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch.utils.data
@@ -12,6 +11,9 @@ import torch.utils.data
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.iterstream import IterableSource
 from tests.helpers import interrupt_and_resume, make_samples, make_shards
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SHARDS, PER_SHARD = 12, 5
 

@@ -13,14 +13,18 @@ import asyncio
 import functools
 import itertools
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from squirrel.aio.executors import await_executor_future
-from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncIterableSource
-from squirrel.index import IndexEntry
 from squirrel.sample import Shard, validate_key
+
+if TYPE_CHECKING:
+    from squirrel.aio.stores.record import AsyncRecordStore
+    from squirrel.index import IndexEntry
+
+__all__ = ["DRIVERS", "write_shard", "write_shards"]
 
 DRIVERS: dict[str, type[AsyncRecordStore]] = {"messagepack": AsyncMessagepackStore, "jsonl": AsyncJsonlStore}
 """The shard stores `write_shards` can write, by driver name."""
@@ -63,10 +67,13 @@ async def write_shards(
 
 
 async def _write_on(executor: Any, store: AsyncRecordStore, shard: Shard) -> list[IndexEntry]:
+    entries: list[IndexEntry]  # what `write_shard` returns, from the executor (whose futures are untyped)
     if hasattr(executor, "scatter"):  # a dask client: data to a worker directly, and every task runs (pure=False)
         data = await asyncio.to_thread(executor.scatter, shard, hash=False)
-        return await await_executor_future(executor.submit(write_shard, store, data, pure=False))
-    return await await_executor_future(executor.submit(write_shard, store, shard))
+        entries = await await_executor_future(executor.submit(write_shard, store, data, pure=False))
+    else:
+        entries = await await_executor_future(executor.submit(write_shard, store, shard))
+    return entries
 
 
 def write_shard(store: AsyncRecordStore, shard: Shard) -> list[IndexEntry]:

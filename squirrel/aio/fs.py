@@ -11,14 +11,31 @@ import asyncio
 import os
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 from fsspec.implementations.local import LocalFileSystem
 
 from squirrel.aio.connections import MAX_CONNECTIONS, check_max_connections
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+    from fsspec.asyn import AsyncFileSystem
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "acquire_filesystem",
+    "check_storage_options",
+    "close_filesystem",
+    "filesystem_class_and_options",
+    "gcs_endpoint",
+    "is_blocking",
+    "is_local",
+    "open_filesystem",
+    "release_filesystem",
+    "split_protocol",
+]
 
 _GCS_PROTOCOLS = ("gs", "gcs")
 _CONNECTIONLESS_PROTOCOLS = ("file", "local", "memory")
@@ -77,7 +94,7 @@ def check_storage_options(protocol: str, storage_options: dict[str, Any]) -> Non
         )
 
 
-def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type[AbstractFileSystem], dict[str, Any]]:
     """Pick gcsfs's plain class when an endpoint is given: its default class asks Google's gRPC control
     API about each bucket and retries for a minute when that is unreachable (a local server).
 
@@ -109,7 +126,9 @@ def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type, di
     return cls, options
 
 
-def filesystem_class_and_options(protocol: str, storage_options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+def filesystem_class_and_options(
+    protocol: str, storage_options: dict[str, Any]
+) -> tuple[type[AbstractFileSystem], dict[str, Any]]:
     """The fsspec class for `protocol` and the options to build it with, for sync and async use alike.
 
     For gs:// this is where an endpoint (``endpoint_url`` or ``STORAGE_EMULATOR_HOST``) selects gcsfs's plain class.

@@ -22,7 +22,7 @@ class and options) and unpickles as what it was.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import gcsfs.core
@@ -31,17 +31,34 @@ from gcsfs.retry import HttpError
 from squirrel.aio.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, check_max_connections
 from squirrel.aio.retry import policy_retries_active
 
+__all__ = ["GCSFileSystem", "LimitedConnections", "PolicyRetriedRequests", "policy_retried_class"]
+
+if TYPE_CHECKING:
+
+    class _GcsfsBase:
+        """What the mixins use of the gcsfs class they are mixed into (gcsfs is untyped): its session and requests."""
+
+        _session: aiohttp.ClientSession | None
+        session_kwargs: dict[str, Any]
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+        async def _set_session(self) -> aiohttp.ClientSession: ...
+        async def _request(self, *args: Any, **kwargs: Any) -> Any: ...
+
+else:
+    _GcsfsBase = object  # at run time the mixins' next class is gcsfs's own (see the subclasses below)
+
 _gcsfs_request = gcsfs.core.GCSFileSystem._request
 _request_once = getattr(_gcsfs_request, "__wrapped__", None)
 """gcsfs's `_request` without its retry decorator (None if a gcsfs release stops exposing it)."""
 
 
-class PolicyRetriedRequests:
+class PolicyRetriedRequests(_GcsfsBase):
     """Mixin for a gcsfs class: one try per HTTP request while a squirrel `RetryPolicy` is retrying it."""
 
     async def _request(self, *args: Any, **kwargs: Any) -> Any:
         if _request_once is None or not policy_retries_active():
-            return await super()._request(*args, **kwargs)  # type: ignore[misc]
+            return await super()._request(*args, **kwargs)
         try:
             return await _request_once(self, *args, **kwargs)
         except HttpError as error:  # the one translation gcsfs's retry wrapper makes
@@ -52,7 +69,7 @@ class PolicyRetriedRequests:
             raise
 
 
-class LimitedConnections:
+class LimitedConnections(_GcsfsBase):
     """Mixin for a gcsfs class: ``max_connections=n`` bounds the HTTP connections its session keeps open at once.
 
     gcsfs builds its aiohttp session lazily, on the loop that uses it, in `_set_session`; a ``connector`` in
@@ -83,8 +100,8 @@ class LimitedConnections:
 
     async def _set_session(self) -> aiohttp.ClientSession:
         limit = self.max_connections
-        if limit is None or self._session is not None or "connector" in self.session_kwargs:  # type: ignore[attr-defined]
-            return await super()._set_session()  # type: ignore[misc]
+        if limit is None or self._session is not None or "connector" in self.session_kwargs:
+            return await super()._set_session()
         if self._presents_client_cert():
             if limit != DEFAULT_MAX_CONNECTIONS:
                 warnings.warn(
@@ -93,16 +110,16 @@ class LimitedConnections:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            return await super()._set_session()  # type: ignore[misc]
-        given = self.session_kwargs  # type: ignore[attr-defined]
+            return await super()._set_session()
+        given = self.session_kwargs
         self.session_kwargs = {**given, "connector": aiohttp.TCPConnector(limit=limit)}
         try:
-            return await super()._set_session()  # type: ignore[misc]
+            return await super()._set_session()
         finally:
             self.session_kwargs = given
 
 
-class GCSFileSystem(PolicyRetriedRequests, LimitedConnections, gcsfs.core.GCSFileSystem):
+class GCSFileSystem(PolicyRetriedRequests, LimitedConnections, gcsfs.core.GCSFileSystem):  # type: ignore[misc]  # gcsfs is untyped (Any)
     """gcsfs's plain `GCSFileSystem` (what squirrel uses with an endpoint), retried only by squirrel's policy."""
 
 
@@ -114,7 +131,7 @@ except ImportError:  # an older gcsfs: the plain class is the only one
     pass
 else:
 
-    class ExtendedGcsFileSystem(PolicyRetriedRequests, LimitedConnections, _ExtendedGcsFileSystem):
+    class ExtendedGcsFileSystem(PolicyRetriedRequests, LimitedConnections, _ExtendedGcsFileSystem):  # type: ignore[misc]  # gcsfs is untyped (Any)
         """gcsfs's extended class (zonal and HNS buckets), retried only by squirrel's policy over HTTP.
 
         Its gRPC calls to Google's Storage Control API keep their own retry settings (``retry_timeout`` & co).

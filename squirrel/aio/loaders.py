@@ -7,8 +7,7 @@ keys, reading the index); the sync loaders (`squirrel.driver.loader`) run the ve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Pass
@@ -16,9 +15,13 @@ from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable
-from squirrel.codec.csv import Dtypes
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+
+    from squirrel.codec.csv import Dtypes
 
 __all__ = [
     "AsyncCsvLoader",

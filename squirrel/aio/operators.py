@@ -16,9 +16,9 @@ from typing import Any
 
 from squirrel.aio.executors import call, is_async_callable
 from squirrel.batching import Batcher
-from squirrel.order import ShuffleBuffer, make_rng
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
+from squirrel.order import ShuffleBuffer, make_rng
 
 _DONE = object()
 
@@ -32,7 +32,9 @@ class _Failure:
         self.error = error
 
 
-async def iterate(source: Iterable[Any] | AsyncIterable[Any] | Callable[[], Any]) -> AsyncIterator[Any]:
+async def iterate(
+    source: Iterable[Any] | AsyncIterable[Any] | Callable[[], Iterable[Any] | AsyncIterable[Any]],
+) -> AsyncIterator[Any]:
     """Iterate a sync iterable, an async iterable, or a callable returning either."""
     if callable(source) and not isinstance(source, Iterable | AsyncIterable):
         source = source()
@@ -177,7 +179,7 @@ async def batched_items(
 
 async def shuffle_items(source: AsyncIterator[Any], size: int, seed: int | str | None) -> AsyncIterator[Any]:
     """Items in an order shuffled within a buffer of `size`; the same seed gives the same order."""
-    buffer = ShuffleBuffer(size, make_rng(seed, "shuffle"))
+    buffer: ShuffleBuffer[Any] = ShuffleBuffer(size, make_rng(seed, "shuffle"))
     try:
         async for item in source:
             for evicted in buffer.push(item):

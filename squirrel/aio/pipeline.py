@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,11 +32,11 @@ import anyio.to_thread
 from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.operators import closing
 from squirrel.aio.stream import AsyncIterableSource
-from squirrel.codec.base import Buffer
 from squirrel.errors import DecodeError
 from squirrel.plan import CONSUMED, LoadPlan
 
 if TYPE_CHECKING:
+    from squirrel.codec.base import Buffer
     from squirrel.metrics import LoaderMetrics
     from squirrel.sample import Sample
 
@@ -69,10 +69,15 @@ class Fetched:
 class ObjectSource(Protocol):
     """What the pipeline needs of a store."""
 
-    objects_per_read: int
-    """How many objects `fetch_objects` is given at once (many small ones share one thread hop)."""
-    whole_objects: bool
-    """Whether `decode_object` yields an object's samples as one chunk (what a resumed pass replays on)."""
+    @property
+    def objects_per_read(self) -> int:
+        """How many objects `fetch_objects` is given at once (many small ones share one thread hop)."""
+        ...
+
+    @property
+    def whole_objects(self) -> bool:
+        """Whether `decode_object` yields an object's samples as one chunk (what a resumed pass replays on)."""
+        ...
 
     def object_url(self, key: str) -> str: ...
 
@@ -137,7 +142,7 @@ class Pass:
                         self.metrics.bytes += len(item.data)
                     yield item
 
-    def decode(self, fetched: Fetched, rest: Rest) -> Iterator[list[Any]]:
+    def decode(self, fetched: Fetched, rest: Rest) -> Generator[list[Any], None, None]:
         """The samples of `fetched` in chunks; a bad object is raised or skipped (see `skipped`).
 
         Under "skip", the chunks of a large object decoded before its bad part stay delivered.
@@ -179,7 +184,7 @@ class Pass:
                     continue
                 decoded = self.decode(fetched, self.rest_on_loop(fetched))
                 try:
-                    while (chunk := await anyio.to_thread.run_sync(next, decoded, None)) is not None:
+                    while (chunk := await anyio.to_thread.run_sync(_next_chunk, decoded)) is not None:
                         yield chunk
                 finally:
                     await anyio.to_thread.run_sync(decoded.close)
@@ -187,6 +192,10 @@ class Pass:
 
 def _no_rest() -> Iterable[bytes]:
     return ()  # only complete objects are decoded on the loop
+
+
+def _next_chunk(chunks: Iterator[list[Any]]) -> list[Any] | None:
+    return next(chunks, None)
 
 
 async def _next_or_none(iterator: AsyncIterator[bytes]) -> bytes | None:

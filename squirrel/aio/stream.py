@@ -7,12 +7,13 @@ what is in flight.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.aio import operators as ops
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+
     from squirrel.metrics import LoaderMetrics
 
 __all__ = ["AsyncComposable", "AsyncIterableSource"]

@@ -40,7 +40,7 @@ def _rest(run: Pass, fetched: Fetched) -> Rest:
 def samples_of(run: Pass, plan: LoadPlan) -> Iterator[Any]:
     """The samples of pass `run`, decoded and ordered in this thread (the sync face of `Pass.chunks`)."""
     order = plan.order()
-    objects = iterate(run.objects, capacity=max(1, plan.prefetch // HANDOVER_SHARE))
+    objects = iterate(run.objects, capacity=max(1, plan.prefetch // HANDOVER_SHARE))  # a generator
     try:
         for fetched in objects:
             for chunk in run.decode(fetched, _rest(run, fetched)):
@@ -166,11 +166,11 @@ class RecordLoader:
         """The loader's store, for map-style access (`get`, `set`, `keys`)."""
         return self.store_class.wrapping(self.aio.get_store())
 
-    @functools.wraps(AsyncRecordLoader.get_iter)
     def get_iter(self, *args: Any, **kwargs: Any) -> LoaderStream:
         stream = self.aio.get_iter(*args, **kwargs)  # the same arguments, checked once, by the async face
         return LoaderStream(stream.store, stream.plan)
 
+    functools.update_wrapper(get_iter, AsyncRecordLoader.get_iter)  # the twin's docstring, written once
     get_iter.__signature__ = inspect.signature(AsyncRecordLoader.get_iter).replace(  # type: ignore[attr-defined]
         return_annotation="LoaderStream"
     )

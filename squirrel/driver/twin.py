@@ -46,11 +46,11 @@ def delegated(method: Callable[Concatenate[Any, P], T]) -> Callable[Concatenate[
     """A method that calls the async twin's plain (non-async) method of the same name."""
     name = method.__name__
 
-    @functools.wraps(method)
-    def call(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
         result: T = getattr(self.aio, name)(*args, **kwargs)
         return result
 
+    functools.update_wrapper(call, method)
     return call
 
 
@@ -59,9 +59,9 @@ def blocking(method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]) -> C
     its result (or raises its error)."""
     name = method.__name__
 
-    @functools.wraps(method)
-    def call(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
         result: T = run_sync(getattr(self.aio, name)(*args, **kwargs))
         return result
 
+    functools.update_wrapper(call, method)
     return call

@@ -208,6 +208,8 @@ class _Shuffle(_Stage):
 
 
 class _ItemSplit(Composable):
+    source: Composable
+
     def __init__(self, source: Composable, kind: str, rank: int | None, world_size: int | None) -> None:
         super().__init__(source)
         self.kind = kind
@@ -223,6 +225,8 @@ class _ItemSplit(Composable):
 
 
 class _Loop(Composable):
+    source: Composable
+
     def __init__(self, source: Composable, n: int | None) -> None:
         super().__init__(source)
         self.n = n
@@ -235,6 +239,8 @@ class _Loop(Composable):
 
 
 class _Tqdm(Composable):
+    source: Composable
+
     def __init__(self, source: Composable, tqdm_kwargs: dict[str, Any]) -> None:
         super().__init__(source)
         self.tqdm_kwargs = tqdm_kwargs

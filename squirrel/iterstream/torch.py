@@ -6,7 +6,6 @@ torch is an optional extra: this module imports it, nothing else in squirrel doe
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch.utils.data
@@ -14,6 +13,8 @@ import torch.utils.data
 from squirrel.splits import rank_and_world_size, worker_and_num_workers
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from squirrel.iterstream.base import Composable
 
 __all__ = ["MAX_WORKERS", "TorchIterable", "batches_taken"]
@@ -31,7 +32,7 @@ MAX_WORKERS = 1024
 """Most DataLoader workers a `TorchIterable` tracks (one shared 8-byte slot each)."""
 
 
-class TorchIterable(torch.utils.data.IterableDataset):
+class TorchIterable(torch.utils.data.IterableDataset[Any]):
     """An `IterableDataset` over a squirrel stream, for `DataLoader` workers and DDP ranks.
 
     - Refuses to run with several workers or ranks when nothing upstream splits the data (every reader
@@ -91,7 +92,7 @@ class TorchIterable(torch.utils.data.IterableDataset):
         """Items each worker skips in `epoch`: those consumed before a resume, in the resumed epoch only."""
         return self._skip if epoch == self._resume_epoch else {}
 
-    def state_dict(self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0) -> dict:
+    def state_dict(self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0) -> dict[str, Any]:
         """Where the training loop is, to resume later with `load_state_dict`.
 
         Give how many batches the loop consumed in this epoch, and the DataLoader's `batch_size` (None
@@ -116,7 +117,7 @@ class TorchIterable(torch.utils.data.IterableDataset):
         consumed = {w: starts[w] + taken[w] * size for w in readers}
         return {"epoch": epoch, "consumed": {w: min(n, ends[w]) if ends[w] >= 0 else n for w, n in consumed.items()}}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from `state_dict()`: same epoch, and each worker skips what was already consumed."""
         _require_replayable(self.stream)
         self.set_epoch(int(state["epoch"]))

@@ -9,11 +9,10 @@ is the file's stem.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.operators import closing
+from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.codec.csv import CsvCodec, Dtypes
@@ -23,6 +22,8 @@ from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, validate_key
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
     from squirrel.aio.buffer_pool import BufferPool
     from squirrel.codec import Codec
     from squirrel.codec.base import Buffer

@@ -10,7 +10,6 @@ is written again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
@@ -32,6 +31,8 @@ from squirrel.index import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
     from fsspec.asyn import AsyncFileSystem
 
     from squirrel.aio.stores.layout import Layout

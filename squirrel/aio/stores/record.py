@@ -9,7 +9,6 @@ counts, checksums) is handled by `IndexedStore`, its base.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio.to_thread
@@ -34,6 +33,8 @@ from squirrel.index import IndexEntry, describe
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
     from fsspec.asyn import AsyncFileSystem
 
     from squirrel.aio.buffer_pool import BufferPool

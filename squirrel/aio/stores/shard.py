@@ -6,13 +6,15 @@ concatenated msgpack-numpy maps or JSON lines), so its datasets load without con
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.aio.retry import RetryPolicy
 from squirrel.aio.stores.record import AsyncRecordStore
-from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from squirrel.codec import Codec, JsonlCodec, MessagepackCodec
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMessagepackCodec
+
+if TYPE_CHECKING:
+    from squirrel.aio.retry import RetryPolicy
 
 __all__ = ["FORMATS", "AsyncJsonlStore", "AsyncMessagepackStore"]
 
