@@ -25,6 +25,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy squirrel
 
 format: install
 	$(BIN)/ruff check --fix .

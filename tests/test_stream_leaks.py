@@ -155,11 +155,14 @@ def _wait(predicate, timeout: float = 2.0) -> bool:
     return predicate()
 
 
-async def _wait_async(predicate, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a test poll with its own deadline)
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110  (polls a counter other threads bump)
+async def _until(predicate) -> None:
+    """Return once `predicate()` holds, checking every 5 ms; the caller bounds the wait with `asyncio.timeout`.
+
+    Polled on purpose: it watches what the code under test does in other threads and tasks (call counters,
+    tasks ending), which offers no event to wait on.
+    """
+    while not predicate():  # noqa: ASYNC110  (polling is the point: see the docstring)
         await asyncio.sleep(0.005)
-    return predicate()
 
 
 def _other_tasks() -> set[asyncio.Task]:
@@ -181,39 +184,37 @@ def _io_loop_started():
 # --- async face ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("exit_by", ["break", "body_error", "fn_error", "aclose", "drop"])
-@pytest.mark.parametrize("kind", PIPELINES)
-async def test_async_leaving_early_leaks_nothing(kind: str, exit_by: str) -> None:  # noqa: C901  (one test walks every exit path)
-    threads, fds = set(threading.enumerate()), _fd_count()
-    probe = _make_probe(kind, "async", exit_by)
-    coroutines = _uses_coroutines(kind, "async")
-    received = []
-
-    async def until_in_flight() -> None:  # some call for an item >= 10 is under way
+async def _until_in_flight(probe: _Probe, coroutines: bool) -> None:
+    """Wait until some call for an item >= 10 is under way."""
+    async with asyncio.timeout(5):
         if coroutines:
-            assert await _wait_async(lambda: probe["coro_started"] > probe.slow_from, 5)
+            await _until(lambda: probe["coro_started"] > probe.slow_from)
         else:
-            assert await _wait_async(lambda: probe["plain_started"] > 10, 5)
+            await _until(lambda: probe["plain_started"] > 10)
 
+
+async def _leave_async_early(kind: str, probe: _Probe, exit_by: str, coroutines: bool) -> list[int]:
+    """Take 10 items of the async pipeline `kind`, then leave it by `exit_by`; return the items taken."""
+    received = []
     if exit_by == "break":
         async for item in _async_pipeline(kind, probe):
             received.append(item)
             if len(received) == 10:
-                await until_in_flight()
+                await _until_in_flight(probe, coroutines)
                 break
     elif exit_by in ("body_error", "fn_error"):
         with pytest.raises(_BodyError if exit_by == "body_error" else LookupError):
             async for item in _async_pipeline(kind, probe):
                 received.append(item)
                 if len(received) == 10:
-                    await until_in_flight()
+                    await _until_in_flight(probe, coroutines)
                     if exit_by == "body_error":
                         raise _BodyError("stop")
     else:
         iterator = aiter(_async_pipeline(kind, probe))
         for _ in range(10):
             received.append(await anext(iterator))
-        await until_in_flight()
+        await _until_in_flight(probe, coroutines)
         if exit_by == "aclose":
             await iterator.aclose()
             assert not _other_tasks()  # closing waited for the cancelled work
@@ -223,10 +224,21 @@ async def test_async_leaving_early_leaks_nothing(kind: str, exit_by: str) -> Non
             del iterator
             gc.collect()
             await asyncio.sleep(0.01)
+    return received
+
+
+@pytest.mark.parametrize("exit_by", ["break", "body_error", "fn_error", "aclose", "drop"])
+@pytest.mark.parametrize("kind", PIPELINES)
+async def test_async_leaving_early_leaks_nothing(kind: str, exit_by: str) -> None:
+    threads, fds = set(threading.enumerate()), _fd_count()
+    probe = _make_probe(kind, "async", exit_by)
+    received = await _leave_async_early(kind, probe, exit_by, _uses_coroutines(kind, "async"))
     assert received == list(range(10))
 
-    assert await _wait_async(lambda: not _other_tasks()), _other_tasks()
-    assert await _wait_async(probe.coroutines_settled), probe.counts
+    async with asyncio.timeout(2):
+        await _until(lambda: not _other_tasks())
+    async with asyncio.timeout(2):
+        await _until(probe.coroutines_settled)
     if _must_cancel(kind, "async", exit_by):
         assert probe["coro_cancelled"] >= 1  # in-flight calls were cancelled, not awaited to the end
     assert _wait(lambda: not _new_threads(threads)), _new_threads(threads)
@@ -293,8 +305,10 @@ async def test_async_finished_stream_leaks_nothing(kind: str) -> None:
     threads, fds = set(threading.enumerate()), _fd_count()
     probe = _Probe(slow_from=1000)
     assert await _async_pipeline(kind, probe).take(12).collect() == list(range(12))
-    assert await _wait_async(lambda: not _other_tasks())
-    assert await _wait_async(probe.coroutines_settled), probe.counts
+    async with asyncio.timeout(2):
+        await _until(lambda: not _other_tasks())
+    async with asyncio.timeout(2):
+        await _until(probe.coroutines_settled)
     assert _wait(lambda: not _new_threads(threads)), _new_threads(threads)
     assert _wait(probe.plain_settled), probe.counts
     assert _fd_count() <= fds  # a leak adds descriptors; unrelated idle connections may close meanwhile

@@ -12,6 +12,8 @@ import os
 import sys
 import threading
 
+__all__ = ["BufferPool"]
+
 _FREE_REFCOUNT = 3  # the pool's list, the loop variable, and getrefcount's own argument
 
 

@@ -241,6 +241,7 @@ class AsyncCsvLoader(AsyncRecordLoader):
     store_class: ClassVar[type[AsyncRecordStore]] = AsyncCsvStore
     default_max_concurrency: ClassVar[int] = 8
     default_prefetch: ClassVar[int] = 8
+    _store: AsyncCsvStore
 
     def __init__(
         self, url: str, compression: str | None = None, dtypes: Dtypes | None = None, **storage_options: Any
@@ -250,4 +251,4 @@ class AsyncCsvLoader(AsyncRecordLoader):
     @property
     def dtypes(self) -> Dtypes:
         """The column converters applied when reading."""
-        return self._store.dtypes  # type: ignore[attr-defined, no-any-return]
+        return self._store.dtypes

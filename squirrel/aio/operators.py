@@ -20,6 +20,22 @@ from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
 from squirrel.order import ShuffleBuffer, make_rng
 
+__all__ = [
+    "async_map_items",
+    "batched_items",
+    "close",
+    "closing",
+    "filter_items",
+    "flatten_items",
+    "iterate",
+    "map_items",
+    "monitor_items",
+    "prefetch_items",
+    "shuffle_items",
+    "take_items",
+    "zip_index_items",
+]
+
 _DONE = object()
 
 

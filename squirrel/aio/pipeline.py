@@ -179,8 +179,8 @@ class Pass:
             async for fetched in objects:
                 small = decode_in == "loop" or len(fetched.data) < DECODE_IN_WORKER_BYTES
                 if fetched.complete and small:
-                    for chunk in self.decode(fetched, _no_rest):
-                        yield chunk
+                    for samples in self.decode(fetched, _no_rest):
+                        yield samples
                     continue
                 decoded = self.decode(fetched, self.rest_on_loop(fetched))
                 try:

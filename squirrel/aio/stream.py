@@ -156,22 +156,24 @@ class _Stage(AsyncComposable):
         self, source: AsyncComposable, operator: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...]
     ) -> None:
         super().__init__(source)
+        self.upstream = source
         self.operator = operator
         self.args = args
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self.operator(aiter(self.source), *self.args)
+        return self.operator(aiter(self.upstream), *self.args)
 
 
 class _Loop(AsyncComposable):
     def __init__(self, source: AsyncComposable, n: int | None) -> None:
         super().__init__(source)
+        self.upstream = source
         self.n = n
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         done = 0
         while self.n is None or done < self.n:
-            async with ops.closing(aiter(self.source)) as iterator:
+            async with ops.closing(aiter(self.upstream)) as iterator:
                 async for item in iterator:
                     yield item
             done += 1
@@ -180,13 +182,14 @@ class _Loop(AsyncComposable):
 class _Tqdm(AsyncComposable):
     def __init__(self, source: AsyncComposable, tqdm_kwargs: dict[str, Any]) -> None:
         super().__init__(source)
+        self.upstream = source
         self.tqdm_kwargs = tqdm_kwargs
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         from tqdm.auto import tqdm
 
         with tqdm(**self.tqdm_kwargs) as bar:
-            async with ops.closing(aiter(self.source)) as iterator:
+            async with ops.closing(aiter(self.upstream)) as iterator:
                 async for item in iterator:
                     bar.update(1)
                     yield item

@@ -35,10 +35,22 @@ from squirrel.sample import Sample, Shard, validate_key
 
 if TYPE_CHECKING:
     from fsspec.asyn import AsyncFileSystem
+    from zarr.core.common import AccessModeLiteral
 
 __all__ = ["AsyncZarrLoader", "AsyncZarrLoaderStream", "AsyncZarrStore", "fetch"]
 
 _METADATA_NAMES = frozenset({"zarr.json"})
+
+_ACCESS_MODES: dict[str, AccessModeLiteral] = {"r": "r", "r+": "r+", "a": "a", "w": "w", "w-": "w-"}
+"""zarr's modes of opening a group, by name."""
+
+
+def _access_mode(mode: str) -> AccessModeLiteral:
+    """`mode` as one of zarr's access modes; `ValueError` for any other string."""
+    try:
+        return _ACCESS_MODES[mode]
+    except KeyError:
+        raise ValueError(f"zarr mode must be one of {list(_ACCESS_MODES)}, got {mode!r}") from None
 
 
 class AsyncZarrStore:
@@ -101,7 +113,8 @@ class AsyncZarrStore:
         `FileNotFoundError` naming the URL if there is no group there (in a reading mode).
         """
         try:
-            return await zarr_async.open_group(store=self._zarr_store(read_only=mode == "r"), mode=mode)
+            access = _access_mode(mode)
+            return await zarr_async.open_group(store=self._zarr_store(read_only=access == "r"), mode=access)
         except FileNotFoundError:
             raise FileNotFoundError(f"no zarr group at {self.url}") from None
 
@@ -182,8 +195,9 @@ def _split_fields(sample: Sample) -> tuple[str, dict[str, np.ndarray], dict[str,
     return validate_key(sample.key), arrays, attributes
 
 
-async def _run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run `coroutines` concurrently; on a failure, cancel the others and raise the first error."""
+async def _run_all(coroutines: Iterable[Coroutine[Any, Any, object]]) -> None:
+    """Run `coroutines` concurrently (their results are dropped); on a failure, cancel the others and raise
+    the first error."""
     try:
         async with asyncio.TaskGroup() as group:
             for coroutine in coroutines:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import queue
 import sys
 import threading
@@ -26,6 +27,20 @@ from squirrel.order import ShuffleBuffer, make_rng
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
+__all__ = [
+    "as_concurrent_future",
+    "async_map_items",
+    "batched_items",
+    "filter_items",
+    "flatten_items",
+    "map_items",
+    "monitor_items",
+    "prefetch_items",
+    "shuffle_items",
+    "take_items",
+    "zip_index_items",
+]
+
 _DONE = object()
 
 
@@ -42,9 +57,15 @@ class _ConsumerLeft(Exception):
     """Raised where a prefetch producer thread waits on upstream work once its consumer has left."""
 
 
+_PRODUCER_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "squirrel_prefetch_stop", default=None
+)
+"""In a prefetch's producer thread, the event its consumer sets on leaving (each thread has its own context)."""
+
+
 def _stop_event() -> threading.Event | None:
     """The stop event of the prefetch producer thread running this code (set when its consumer leaves), if any."""
-    return getattr(threading.current_thread(), "squirrel_stop", None)
+    return _PRODUCER_STOP.get()
 
 
 def _wait_first(futures: Iterable[concurrent.futures.Future[Any]]) -> None:
@@ -99,7 +120,70 @@ def as_concurrent_future(future: Any) -> concurrent.futures.Future[Any]:
     return mirror
 
 
-def async_map_items(  # noqa: C901  (to split: the coroutine and the executor paths; see closing note)
+class _LoopCalls:
+    """The calls of a coroutine function `fn` for `async_map_items`, each a task on the IO loop."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.loop = io_loop()
+        self.running: set[asyncio.Task[Any]] = set()  # the calls under way; only touched on the IO loop
+
+    async def _run(self, item: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None  # run_coroutine_threadsafe runs each call as a task
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        return await self.fn(item)
+
+    def submit(self, item: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(self._run(item), self.loop)
+
+    async def _settle(self) -> None:
+        tasks = list(self.running)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self, abandoned: bool) -> None:
+        """After `abandoned` calls were cancelled: cancel the calls still under way and wait until they have ended."""
+        if abandoned and not sys.is_finalizing():
+            run_sync(self._settle())
+
+
+class _PoolCalls:
+    """The calls of a plain function `fn` for `async_map_items`, on `executor` or on a thread pool owned here."""
+
+    def __init__(self, fn: Callable[[Any], Any], executor: Any | None, max_concurrency: int) -> None:
+        self.fn = fn
+        self.owned_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        if executor is None:
+            self.owned_pool = executor = concurrent.futures.ThreadPoolExecutor(
+                min(max_concurrency, 32), thread_name_prefix="squirrel-map"
+            )
+        self.executor = executor
+
+    def submit(self, item: Any) -> concurrent.futures.Future[Any]:
+        return as_concurrent_future(self.executor.submit(self.fn, item))
+
+    def close(self, abandoned: bool) -> None:
+        """Shut the owned thread pool down (its calls were cancelled), waiting for the calls under way."""
+        if self.owned_pool is not None:
+            self.owned_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished(pending: deque[concurrent.futures.Future[Any]], ordered: bool) -> Iterator[Any]:
+    """Results of `pending` calls once one is done: the oldest call's if `ordered`, else every done call's."""
+    if ordered:
+        _wait_first([pending[0]])
+        yield pending.popleft().result()
+        return
+    _wait_first(pending)
+    for future in [f for f in pending if f.done()]:
+        pending.remove(future)
+        yield future.result()
+
+
+def async_map_items(
     source: Iterator[Any],
     fn: Callable[[Any], Any],
     max_concurrency: int,
@@ -112,112 +196,86 @@ def async_map_items(  # noqa: C901  (to split: the coroutine and the executor pa
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-    owned_pool = None
-    settle = None
-    if is_async_callable(fn):
-        loop = io_loop()
-        running: set[asyncio.Task[Any]] = set()  # the calls under way; only touched on the IO loop
-
-        async def run(item: Any) -> Any:
-            task = asyncio.current_task()
-            running.add(task)
-            task.add_done_callback(running.discard)
-            return await fn(item)
-
-        async def settle() -> None:  # cancel the calls still under way and wait until they have ended
-            tasks = list(running)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        def submit(item: Any) -> concurrent.futures.Future[Any]:
-            return asyncio.run_coroutine_threadsafe(run(item), loop)
-    else:
-        if executor is None:
-            owned_pool = executor = concurrent.futures.ThreadPoolExecutor(
-                min(max_concurrency, 32), thread_name_prefix="squirrel-map"
-            )
-        pool = executor
-
-        def submit(item: Any) -> concurrent.futures.Future[Any]:
-            return as_concurrent_future(pool.submit(fn, item))
-
+    calls = _LoopCalls(fn) if is_async_callable(fn) else _PoolCalls(fn, executor, max_concurrency)
     pending: deque[concurrent.futures.Future[Any]] = deque()
-
-    def finished() -> Iterator[Any]:
-        if ordered:
-            _wait_first([pending[0]])
-            yield pending.popleft().result()
-            return
-        _wait_first(pending)
-        for future in [f for f in pending if f.done()]:
-            pending.remove(future)
-            yield future.result()
-
     try:
         for item in source:
-            pending.append(submit(item))
+            pending.append(calls.submit(item))
             while len(pending) >= max_concurrency:
-                yield from finished()
+                yield from _finished(pending, ordered)
         while pending:
-            yield from finished()
+            yield from _finished(pending, ordered)
     finally:
         for future in pending:
             future.cancel()
-        if settle is not None and pending and not sys.is_finalizing():
-            run_sync(settle())
-        if owned_pool is not None:
-            owned_pool.shutdown(wait=True, cancel_futures=True)
+        calls.close(abandoned=bool(pending))
 
 
-def prefetch_items(source: Iterator[Any], size: int) -> Iterator[Any]:  # noqa: C901  (split it with the stop event)
-    """Pull up to `size` items ahead of the consumer in a background thread."""
-    if size < 1:
-        raise ValueError(f"prefetch size must be >= 1, got {size}")
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
-    stop = threading.Event()
+class _Prefetcher(threading.Thread):
+    """The producer thread of a prefetch: pulls `source` into `buffer` (at most `size` items) until its
+    consumer leaves, which sets `stop` (upstream waits in this thread then give up, see `_wait_first`)."""
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
+    def __init__(self, source: Iterator[Any], size: int) -> None:
+        super().__init__(name="squirrel-prefetch", daemon=True)
+        self.source = source
+        self.buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self.stop = threading.Event()
+
+    def put(self, item: Any) -> bool:
+        """Put `item` in the buffer once there is room; False if the consumer left first."""
+        while not self.stop.is_set():
             try:
-                buffer.put(item, timeout=0.05)
+                self.buffer.put(item, timeout=0.05)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def run(self) -> None:
+        _PRODUCER_STOP.set(self.stop)  # this thread's own context: code upstream finds the event there
+        source = self.source
         try:
             for item in source:
-                if not put(item):
+                if not self.put(item):
                     return
-            put(_DONE)
+            self.put(_DONE)
         except BaseException as exc:
-            put(_Failure(exc))
+            self.put(_Failure(exc))
         finally:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
 
-    producer = threading.Thread(target=produce, name="squirrel-prefetch", daemon=True)
-    producer.squirrel_stop = stop  # type: ignore[attr-defined]  # lets upstream waits give up (see _wait_first)
+
+def _take(buffer: queue.Queue[Any], outer_stop: threading.Event | None) -> Any:
+    """The next item of a prefetch's `buffer` (`_DONE` after the last), or the error raised upstream.
+
+    `outer_stop` is the stop event of the prefetch whose producer runs this one, if any: `_ConsumerLeft` once set.
+    """
+    while True:
+        try:
+            item = buffer.get(timeout=None if outer_stop is None else 0.05)
+        except queue.Empty:
+            if outer_stop is not None and outer_stop.is_set():
+                raise _ConsumerLeft from None
+            continue
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+
+def prefetch_items(source: Iterator[Any], size: int) -> Iterator[Any]:
+    """Pull up to `size` items ahead of the consumer in a background thread."""
+    if size < 1:
+        raise ValueError(f"prefetch size must be >= 1, got {size}")
+    producer = _Prefetcher(source, size)
     producer.start()
     outer_stop = _stop_event()  # set if this prefetch itself runs in another prefetch's producer
     try:
-        while True:
-            try:
-                item = buffer.get(timeout=None if outer_stop is None else 0.05)
-            except queue.Empty:
-                if outer_stop is not None and outer_stop.is_set():
-                    raise _ConsumerLeft from None
-                continue
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
+        while (item := _take(producer.buffer, outer_stop)) is not _DONE:
             yield item
     finally:
-        stop.set()
+        producer.stop.set()
         producer.join()
 
 
@@ -233,7 +291,7 @@ def batched_items(
 
 def shuffle_items(source: Iterator[Any], size: int, seed: int | str | None) -> Iterator[Any]:
     """Items shuffled within a buffer of `size`; the same seed gives the same order."""
-    buffer = ShuffleBuffer(size, make_rng(seed, "shuffle"))
+    buffer: ShuffleBuffer[Any] = ShuffleBuffer(size, make_rng(seed, "shuffle"))
     for item in source:
         yield from buffer.push(item)
     yield from buffer.drain()

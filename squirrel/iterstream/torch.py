@@ -92,7 +92,9 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         """Items each worker skips in `epoch`: those consumed before a resume, in the resumed epoch only."""
         return self._skip if epoch == self._resume_epoch else {}
 
-    def state_dict(self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0) -> dict[str, Any]:
+    def state_dict(
+        self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0
+    ) -> dict[str, Any]:
         """Where the training loop is, to resume later with `load_state_dict`.
 
         Give how many batches the loop consumed in this epoch, and the DataLoader's `batch_size` (None

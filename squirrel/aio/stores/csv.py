@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
     from squirrel.aio.buffer_pool import BufferPool
-    from squirrel.codec import Codec
     from squirrel.codec.base import Buffer
 
 __all__ = ["CHUNK_BYTES", "AsyncCsvStore", "single_file_key"]
@@ -57,7 +56,7 @@ class AsyncCsvStore(AsyncRecordStore):
     sample's key is its row's ``key`` column, or ``"<shard>:<row>"`` in a file without one.
     """
 
-    codec: ClassVar[Codec] = CsvCodec()
+    codec: CsvCodec = CsvCodec()
     one_object_per_sample: ClassVar[bool] = False
     objects_per_read: ClassVar[int] = 1
     whole_objects: ClassVar[bool] = False
@@ -72,7 +71,7 @@ class AsyncCsvStore(AsyncRecordStore):
     @property
     def dtypes(self) -> Dtypes:
         """The column converters applied when reading."""
-        return self.codec.dtypes  # type: ignore[attr-defined, no-any-return]
+        return self.codec.dtypes
 
     def _object_path(self, key: str) -> str:
         if self.file_key is None:
@@ -94,7 +93,7 @@ class AsyncCsvStore(AsyncRecordStore):
 
     def decode(self, key: str, data: Buffer) -> list[Sample]:
         """Every sample of the whole object `key`, given its stored bytes (pure CPU)."""
-        return self.codec.decode(self.decompress(key, data), self.object_url(key), key)  # type: ignore[call-arg]
+        return self.codec.decode(self.decompress(key, data), self.object_url(key), key)
 
     async def read_head(self, key: str) -> Fetched:
         """The first `CHUNK_BYTES` of object `key` (still compressed); `KeyError` if there is none."""
@@ -143,7 +142,7 @@ class AsyncCsvStore(AsyncRecordStore):
 
     def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
         """The samples of one object in batches, parsed as its chunks arrive (`rest` reads the others)."""
-        decoder = self.codec.decoder(self.object_url(fetched.key), fetched.key, self.compression)  # type: ignore[attr-defined]
+        decoder = self.codec.decoder(self.object_url(fetched.key), fetched.key, self.compression)
         yield from decoder.feed(fetched.data)
         if not fetched.complete:
             for chunk in rest():

@@ -75,7 +75,8 @@ class AsyncRecordStore(IndexedStore):
     Raises `ValueError` for an unknown compression or a storage option the filesystem cannot honour.
     """
 
-    codec: ClassVar[Codec] = MessagepackCodec()
+    codec: Codec = MessagepackCodec()
+    """The format of the store's objects: a class's default, which a store may replace with its own."""
     one_object_per_sample: ClassVar[bool] = True
     objects_per_read: ClassVar[int] = 32
     """Objects read per request group: small one-sample objects share a thread hop on local disk."""

@@ -58,12 +58,12 @@ class _ShardStore(AsyncRecordStore):
 class AsyncMessagepackStore(_ShardStore):
     """Each shard is one msgpack object ``<key>.msgpack`` (``.msgpack.gz`` with gzip); numpy types kept."""
 
-    codec: ClassVar[Codec] = MessagepackCodec()
+    codec: Codec = MessagepackCodec()
     _squirrel_core_codec: ClassVar[Codec] = SquirrelCoreMessagepackCodec()
 
 
 class AsyncJsonlStore(_ShardStore):
     """Each shard is one jsonl object ``<key>.jsonl``: readable by people and any JSON tool."""
 
-    codec: ClassVar[Codec] = JsonlCodec()
+    codec: Codec = JsonlCodec()
     _squirrel_core_codec: ClassVar[Codec] = SquirrelCoreJsonlCodec()
