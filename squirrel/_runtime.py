@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -140,9 +141,12 @@ def sync_context(manager: AbstractAsyncContextManager[T]) -> AbstractContextMana
 class _Handover:
     """Items crossing from a producer task on the IO loop to one consuming thread, at most `capacity` held.
 
-    The producer only appends to a deque (atomic under the GIL) and takes the lock just to wake a consumer
-    that sleeps; the consumer empties the deque in one go. Both check the other's waiting flag after
-    setting their own under the lock, so no wake-up is lost.
+    The producer only appends to a deque (atomic under the GIL); the consumer empties it in one go. A
+    sleeping consumer is woken once the producer's task gives the loop back (`call_soon`), not at each
+    item: everything the iterator yields without waiting (a group of objects read together, say) then
+    crosses in one batch, and the threads wake each other once per batch instead of once per item (a
+    wake-up costs 50-100 µs here). Both sides check the other's waiting flag after setting their own
+    under the lock, so no wake-up is lost.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -151,6 +155,7 @@ class _Handover:
         self.ready = threading.Condition(threading.Lock())
         self.consumer_waiting = False
         self.producer_waiting = False
+        self.wake_scheduled = False
         self.done = False
         self.error: BaseException | None = None
         self.space = asyncio.Event()  # set by the consumer once it took items (binds to the loop on first wait)
@@ -160,9 +165,9 @@ class _Handover:
         try:
             async for item in iterator:
                 items.append(item)
-                if self.consumer_waiting:
-                    with self.ready:
-                        self.ready.notify()
+                if self.consumer_waiting and not self.wake_scheduled:
+                    self.wake_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._wake)
                 if len(items) >= capacity:
                     with self.ready:
                         self.space.clear()
@@ -180,6 +185,11 @@ class _Handover:
                 with self.ready:
                     self.done = True
                     self.ready.notify()
+
+    def _wake(self) -> None:
+        self.wake_scheduled = False
+        with self.ready:
+            self.ready.notify()
 
     def take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[Any], bool]:
         """Every item ready now (waiting for at least one), and whether nothing more will come."""
@@ -231,5 +241,7 @@ def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) 
     finally:
         if not future.done():
             future.cancel()
-            if not on_io_loop():  # closed or collected on the loop's own thread: it cannot wait there
+            # Closed or collected on the loop's own thread, it cannot wait there; nor at interpreter exit,
+            # when the loop's daemon thread no longer runs.
+            if not on_io_loop() and not sys.is_finalizing():
                 handover.wait_done()

@@ -18,7 +18,7 @@ from squirrel.driver import (
 from squirrel.errors import DecodeError
 from squirrel.iterstream import Composable
 from squirrel.order import shuffled_keys as plan_keys
-from tests.helpers import assert_same_samples, make_shards
+from tests.helpers import assert_same_samples, make_samples, make_shards
 
 SHUFFLED = {"shuffle_key_buffer": 4, "shuffle_item_buffer": 7}
 
@@ -188,3 +188,25 @@ def test_log_metrics_is_a_ready_monitor_callback(messagepack_url: str, caplog: p
         MessagePackDataLoader(messagepack_url).get_iter().monitor(log_metrics, every=0.0).join()
     last = caplog.records[-1].getMessage()
     assert "items=30" in last and "bytes_fetched=" in last and "objects_skipped=0" in last
+
+
+def test_a_process_that_leaves_a_pass_unfinished_exits_promptly(tmp_path) -> None:
+    """An iterator dropped mid-pass is closed at interpreter exit, when the IO loop's daemon thread no
+    longer runs: closing must not wait for it (it used to hang the process forever)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    url = str(tmp_path / "store")
+    RecordStore(url).set(Shard(make_samples(50), key="unused"))
+    script = textwrap.dedent(
+        f"""
+        from squirrel.driver import RecordLoader
+        samples = iter(RecordLoader({url!r}).get_iter(prefetch=8))
+        print(next(samples).key)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "s00000"
+    assert done.stderr == ""

@@ -128,7 +128,7 @@ class AsyncRecordLoader:
 
     store_class: ClassVar[type[AsyncRecordStore]] = AsyncRecordStore
     default_max_concurrency: ClassVar[int] = 64
-    default_prefetch: ClassVar[int] = 128
+    default_prefetch: ClassVar[int] = 256
 
     def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
         self._store = self.store_class(url, compression, **storage_options)

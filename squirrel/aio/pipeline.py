@@ -14,6 +14,10 @@ decodes one (`decode_object`, pure CPU, possibly pulling further chunks of a lar
   ones are decoded inline, where a thread hop would cost more than the decoding (``"loop"``: all
   complete objects inline).
 
+Small objects on local disk and memory:// (a record store's one-sample objects) are read in groups, one
+worker-thread hop per group, one group at a time (`ObjectSource.objects_per_read`); groups grow from 8
+objects to `prefetch`, so the first sample comes early and later hops are shared by many objects.
+
 Bad objects (missing, corrupt) are raised where they stand in the order, or under ``on_error="skip"``
 logged, counted and replaced by no samples.
 """
@@ -118,7 +122,7 @@ class Pass:
         """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
         plan, per_read = self.plan, max(1, self.source.objects_per_read)
         requests = asyncio.Semaphore(plan.max_concurrency)
-        groups = [self.keys[i : i + per_read] for i in range(0, len(self.keys), per_read)]
+        groups = _groups(self.keys, min(per_read, plan.prefetch))
 
         async def fetch(group: Sequence[str]) -> list[Fetched]:
             wanted = [key for key in group if key not in plan.placeholders]
@@ -133,7 +137,9 @@ class Pass:
                         self.metrics.objects += len(wanted)
             return [fetched.get(key) or Fetched(key, ready=[CONSUMED] * plan.placeholders[key]) for key in group]
 
-        window = max(1, plan.prefetch // per_read)
+        # One group at a time: reading many small files from several threads at once was slower (measured:
+        # 16k objects/s with one group in flight, 13k with two), as each file's system calls retake the GIL.
+        window = plan.prefetch if per_read == 1 else 1
         stream = AsyncIterableSource(groups).async_map(fetch, max_concurrency=window)
         async with closing(aiter(stream)) as results:
             async for group in results:
@@ -192,6 +198,18 @@ class Pass:
 
 def _no_rest() -> Iterable[bytes]:
     return ()  # only complete objects are decoded on the loop
+
+
+def _groups(keys: Sequence[str], largest: int) -> list[Sequence[str]]:
+    """`keys` in consecutive groups that double from 8 up to `largest`: the first objects arrive soon, and
+    later ones share a thread hop between many (a hop costs 100-300 µs of wake-ups on a busy machine)."""
+    groups: list[Sequence[str]] = []
+    start, size = 0, min(8, largest)
+    while start < len(keys):
+        groups.append(keys[start : start + size])
+        start += size
+        size = min(size * 2, largest)
+    return groups
 
 
 def _next_chunk(chunks: Iterator[list[Any]]) -> list[Any] | None:

@@ -58,7 +58,7 @@ class AsyncCsvStore(AsyncRecordStore):
 
     codec: CsvCodec = CsvCodec()
     one_object_per_sample: ClassVar[bool] = False
-    objects_per_read: ClassVar[int] = 1
+    max_objects_per_read: ClassVar[int] = 1
     whole_objects: ClassVar[bool] = False
 
     def __init__(

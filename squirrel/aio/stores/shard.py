@@ -23,7 +23,7 @@ FORMATS = ("squirrel", "squirrel-core")
 
 class _ShardStore(AsyncRecordStore):
     one_object_per_sample: ClassVar[bool] = False
-    objects_per_read: ClassVar[int] = 1
+    max_objects_per_read: ClassVar[int] = 1
     _squirrel_core_codec: ClassVar[Codec]
 
     def __init__(
