@@ -17,6 +17,7 @@ from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
+from squirrel.stages import PlannedStage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
@@ -57,7 +58,7 @@ async def replay(store: AsyncRecordStore, plan: LoadPlan, skip: int) -> LoadPlan
     return plan.replay(await store.read_index(), skip)
 
 
-class AsyncLoaderStream(AsyncComposable):
+class AsyncLoaderStream(PlannedStage, AsyncComposable):
     """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
 
     def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
@@ -65,22 +66,6 @@ class AsyncLoaderStream(AsyncComposable):
         self.store = store
         self.plan = plan
         self.metrics = LoaderMetrics()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next pass."""
-        self.plan.epoch = epoch
-
-    def epoch(self) -> int:
-        """The epoch the next pass orders samples for."""
-        return self.plan.epoch
-
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits this stream applies ("rank", "worker")."""
-        return self.plan.split_kinds
-
-    def loader_metrics(self) -> list[LoaderMetrics]:
-        """This loader's counters (objects, bytes, fetches in flight, skips)."""
-        return [self.metrics]
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._samples()

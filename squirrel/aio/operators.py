@@ -16,6 +16,7 @@ from typing import Any
 
 from squirrel.aio.executors import call, is_async_callable
 from squirrel.batching import Batcher
+from squirrel.markers import DONE, Failure
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
 from squirrel.order import ShuffleBuffer, make_rng
@@ -35,17 +36,6 @@ __all__ = [
     "take_items",
     "zip_index_items",
 ]
-
-_DONE = object()
-
-
-class _Failure:
-    """An error raised upstream of a prefetch, carried through its queue to the consumer."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 async def iterate(
@@ -160,17 +150,17 @@ async def prefetch_items(source: AsyncIterator[Any], size: int) -> AsyncIterator
         try:
             async for item in source:
                 await queue.put(item)
-            await queue.put(_DONE)
+            await queue.put(DONE)
         except Exception as exc:  # handed to the consumer, raised there with its traceback
-            await queue.put(_Failure(exc))
+            await queue.put(Failure(exc))
 
     producer = asyncio.ensure_future(produce())
     try:
         while True:
             item = await queue.get()
-            if item is _DONE:
+            if item is DONE:
                 return
-            if isinstance(item, _Failure):
+            if isinstance(item, Failure):
                 raise item.error
             yield item
     finally:
@@ -178,32 +168,28 @@ async def prefetch_items(source: AsyncIterator[Any], size: int) -> AsyncIterator
         await close(source)
 
 
-async def batched_items(
+async def _through(source: AsyncIterator[Any], buffer: Batcher[Any] | ShuffleBuffer[Any]) -> AsyncIterator[Any]:
+    """What `buffer` releases as the items of `source` go in, then what it still holds."""
+    try:
+        async for item in source:
+            for released in buffer.push(item):
+                yield released
+    finally:
+        await close(source)
+    for released in buffer.drain():
+        yield released
+
+
+def batched_items(
     source: AsyncIterator[Any], size: int, drop_last_if_not_full: bool, collation_fn: Callable[[list[Any]], Any] | None
 ) -> AsyncIterator[Any]:
     """Lists of `size` items (the last one shorter unless dropped), optionally collated."""
-    batcher = Batcher(size, drop_last_if_not_full, collation_fn)
-    try:
-        async for item in source:
-            for batch in batcher.push(item):
-                yield batch
-    finally:
-        await close(source)
-    for batch in batcher.drain():
-        yield batch
+    return _through(source, Batcher(size, drop_last_if_not_full, collation_fn))
 
 
-async def shuffle_items(source: AsyncIterator[Any], size: int, seed: int | str | None) -> AsyncIterator[Any]:
+def shuffle_items(source: AsyncIterator[Any], size: int, seed: int | str | None) -> AsyncIterator[Any]:
     """Items in an order shuffled within a buffer of `size`; the same seed gives the same order."""
-    buffer: ShuffleBuffer[Any] = ShuffleBuffer(size, make_rng(seed, "shuffle"))
-    try:
-        async for item in source:
-            for evicted in buffer.push(item):
-                yield evicted
-    finally:
-        await close(source)
-    for item in buffer.drain():
-        yield item
+    return _through(source, ShuffleBuffer(size, make_rng(seed, "shuffle")))
 
 
 async def take_items(source: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:

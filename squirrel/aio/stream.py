@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.aio import operators as ops
+from squirrel.stages import Stage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 
-    from squirrel.metrics import LoaderMetrics
 
 __all__ = ["AsyncComposable", "AsyncIterableSource"]
 
 C = TypeVar("C", bound="AsyncComposable")
 
 
-class AsyncComposable:
+class AsyncComposable(Stage):
     """Base of every async stream. Subclass it and override `__aiter__` to write your own stage.
 
     Like the sync `Composable`, every stage answers `set_epoch`, `split_kinds` and `loader_metrics` for
@@ -31,28 +31,9 @@ class AsyncComposable:
     def __init__(self, source: Iterable[Any] | AsyncIterable[Any] | Callable[[], Any] | None = None) -> None:
         self.source = source
 
-    def _upstream(self) -> AsyncComposable | None:
+    def upstream_stage(self) -> AsyncComposable | None:
+        """The stage this one reads from, if it is an `AsyncComposable`."""
         return self.source if isinstance(self.source, AsyncComposable) else None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` for the order of the next pass, here and in every stage upstream."""
-        if (upstream := self._upstream()) is not None:
-            upstream.set_epoch(epoch)
-
-    def epoch(self) -> int:
-        """The epoch the next pass of the loader upstream orders samples for (0 without one)."""
-        upstream = self._upstream()
-        return upstream.epoch() if upstream is not None else 0
-
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits ("rank", "worker") happen here or upstream."""
-        upstream = self._upstream()
-        return upstream.split_kinds() if upstream is not None else frozenset()
-
-    def loader_metrics(self) -> list[LoaderMetrics]:
-        """The counters of every loader upstream."""
-        upstream = self._upstream()
-        return upstream.loader_metrics() if upstream is not None else []
 
     def __aiter__(self) -> AsyncIterator[Any]:
         if self.source is None:

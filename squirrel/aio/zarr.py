@@ -30,8 +30,10 @@ from squirrel.aio.operators import closing
 from squirrel.aio.stores.record import MAX_CONCURRENT_WRITES
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.errors import EncodeError
+from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard, validate_key
+from squirrel.stages import PlannedStage
 
 if TYPE_CHECKING:
     from fsspec.asyn import AsyncFileSystem
@@ -214,7 +216,7 @@ async def fetch(group: zarr.AsyncGroup, key: str) -> Any:
     return await group.getitem(key)
 
 
-class AsyncZarrLoaderStream(AsyncComposable):
+class AsyncZarrLoaderStream(PlannedStage, AsyncComposable):
     """The async stream of `AsyncZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in order.
 
     Re-iterable: each pass opens the root group, lists the keys (unless the plan names them) and plans
@@ -234,19 +236,8 @@ class AsyncZarrLoaderStream(AsyncComposable):
         self.store = store
         self.fetcher = fetcher
         self.plan = plan
+        self.metrics = LoaderMetrics()
         self.root_face = root_face
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next pass."""
-        self.plan.epoch = epoch
-
-    def epoch(self) -> int:
-        """The epoch the next pass orders keys for."""
-        return self.plan.epoch
-
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits this stream applies ("rank", "worker")."""
-        return self.plan.split_kinds
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         plan, store = self.plan, self.store

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from squirrel._runtime import iterate, run_sync
 from squirrel.aio.loaders import AsyncRecordLoader, open_pass, quota, replay
 from squirrel.driver.record import RecordStore
+from squirrel.driver.twin import SyncTwin, shared
 from squirrel.iterstream.base import Composable
 from squirrel.metrics import LoaderMetrics
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from squirrel.aio.pipeline import Fetched, Pass, Rest
     from squirrel.aio.stores.record import AsyncRecordStore
     from squirrel.plan import LoadPlan
+from squirrel.stages import PlannedStage
 
 __all__ = ["LoaderStream", "RecordLoader", "samples_of"]
 
@@ -50,7 +52,7 @@ def samples_of(run: Pass, plan: LoadPlan) -> Iterator[Any]:
         objects.close()
 
 
-class LoaderStream(Composable):
+class LoaderStream(PlannedStage, Composable):
     """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
 
     def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
@@ -58,22 +60,6 @@ class LoaderStream(Composable):
         self.store = store
         self.plan = plan
         self.metrics = LoaderMetrics()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next pass."""
-        self.plan.epoch = epoch
-
-    def epoch(self) -> int:
-        """The epoch the next pass orders samples for."""
-        return self.plan.epoch
-
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits this stream applies ("rank", "worker")."""
-        return self.plan.split_kinds
-
-    def loader_metrics(self) -> list[LoaderMetrics]:
-        """This loader's counters (objects, bytes, fetches in flight, skips)."""
-        return [self.metrics]
 
     def replay_problems(self) -> list[str]:
         """Why a pass of this stream could not be replayed exactly (an unseeded shuffle), if so."""
@@ -117,50 +103,26 @@ def _repeat_passes(one_pass: Callable[[], Iterator[Any]]) -> Iterator[Any]:
             return
 
 
-class RecordLoader:
+class RecordLoader(SyncTwin):
     """Streams every sample of a record store: ``for sample in RecordLoader(url).get_iter(): ...``.
 
     Every argument is its async twin's (`squirrel.aio.AsyncRecordLoader`).
     """
 
     async_class: ClassVar[type[AsyncRecordLoader]] = AsyncRecordLoader
+    aio: AsyncRecordLoader
     store_class: ClassVar[type[RecordStore]] = RecordStore
 
     def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
         self.aio = self.async_class(url, compression, **storage_options)
 
-    @property
-    def url(self) -> str:
-        """The store's root URL."""
-        return self.aio.url
-
-    @property
-    def compression(self) -> str | None:
-        """The compression of the store's objects."""
-        return self.aio.compression
-
-    @property
-    def default_max_concurrency(self) -> int:
-        """Requests in flight when `get_iter` is not told."""
-        return self.aio.default_max_concurrency
-
-    @property
-    def default_prefetch(self) -> int:
-        """Objects held ahead of the consumer when `get_iter` is not told."""
-        return self.aio.default_prefetch
+    url: shared[str] = shared("The store's root URL.")
+    compression: shared[str | None] = shared("The compression of the store's objects.")
+    default_max_concurrency: shared[int] = shared("Requests in flight when `get_iter` is not told.")
+    default_prefetch: shared[int] = shared("Objects held ahead of the consumer when `get_iter` is not told.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
-
-    def close(self) -> None:
-        """Release the store's filesystem on the IO loop (a later pass opens it again)."""
-        run_sync(self.aio.aclose())
-
-    def __enter__(self) -> RecordLoader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def get_store(self) -> RecordStore:
         """The loader's store, for map-style access (`get`, `set`, `keys`)."""

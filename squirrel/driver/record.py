@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import run_sync
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
-from squirrel.driver.twin import blocking, delegated, shared
+from squirrel.driver.twin import SyncTwin, blocking, delegated, shared
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["RecordStore", "ShardStore"]
 
 
-class RecordStore:
+class RecordStore(SyncTwin):
     """Map-style blocking access to a folder of samples (one object per sample).
 
     Every method runs the same-named method of its async twin (`self.aio`) on the process's IO loop.
@@ -28,6 +28,7 @@ class RecordStore:
     """
 
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncRecordStore
+    aio: AsyncRecordStore
 
     def __init__(
         self,
@@ -47,13 +48,6 @@ class RecordStore:
             retry=retry,
             **storage_options,
         )
-
-    @classmethod
-    def wrapping(cls, aio: AsyncRecordStore) -> Self:
-        """The blocking face of the async store `aio` (sharing its layout, options and index)."""
-        store = cls.__new__(cls)
-        store.aio = aio
-        return store
 
     url: shared[str] = shared("The store's root URL.")
     compression: shared[str | None] = shared('The compression of stored objects (None or "gzip").')
@@ -82,16 +76,6 @@ class RecordStore:
     write_index = blocking(AsyncRecordStore.write_index)
     read_index = blocking(AsyncRecordStore.read_index)
     count_samples = blocking(AsyncRecordStore.count_samples)
-
-    def close(self) -> None:
-        """Release the store's filesystem on the IO loop (a later call opens it again)."""
-        run_sync(self.aio.aclose())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"

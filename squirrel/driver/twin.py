@@ -8,14 +8,14 @@ docstring (``functools.wraps``), so ``help()`` and `inspect.signature` show them
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from squirrel._runtime import run_sync
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["blocking", "delegated", "shared"]
+__all__ = ["SyncTwin", "blocking", "blocking_function", "delegated", "shared"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -65,3 +65,43 @@ def blocking(method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]) -> C
 
     functools.update_wrapper(call, method)
     return call
+
+
+def blocking_function(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """A function that runs the coroutine function `function` on the IO loop and returns its result."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(function(*args, **kwargs))
+
+    functools.update_wrapper(call, function)
+    return call
+
+
+class SyncTwin:
+    """Base of a blocking class whose async twin is ``self.aio``: wrapping, closing and ``with``.
+
+    `close` runs the twin's ``aclose`` on the IO loop, releasing its filesystem (a later call opens it
+    again); ``with`` closes on exit.
+    """
+
+    aio: Any
+
+    @classmethod
+    def wrapping(cls, aio: Any) -> Self:
+        """The blocking face of the async object `aio` (sharing its state: closing either releases it)."""
+        twin = cls.__new__(cls)
+        twin.aio = aio
+        return twin
+
+    def close(self) -> None:
+        """Release the filesystem on the IO loop (a later call opens it again)."""
+        run_sync(self.aio.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.aio.url!r})"

@@ -25,20 +25,22 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import zarr
 import zarr.core.sync as zarr_sync
 
 from squirrel._runtime import io_loop, iterate, run_sync
 from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrLoaderStream, AsyncZarrStore
+from squirrel.driver.twin import SyncTwin, shared
 from squirrel.iterstream.base import Composable
+from squirrel.stages import PlannedStage
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable, Coroutine, Iterable, Iterator
-    from types import TracebackType
 
+    from squirrel.metrics import LoaderMetrics
     from squirrel.plan import LoadPlan
     from squirrel.sample import Sample, Shard
 
@@ -100,7 +102,7 @@ def fetch(root: zarr.Group, key: str) -> Any:
     return root[key]
 
 
-class ZarrStore:
+class ZarrStore(SyncTwin):
     """Blocking face of `AsyncZarrStore`: ``set(sample)``, ``get(key)``, ``keys()``; one group per sample.
 
     Use it as ``with ZarrStore(url) as store:``, or call `close`, to release its filesystem.
@@ -110,37 +112,8 @@ class ZarrStore:
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.aio = AsyncZarrStore(url, **storage_options)
 
-    @classmethod
-    def wrapping(cls, aio: AsyncZarrStore) -> Self:
-        """The blocking face of the async store `aio` (sharing its filesystem: closing either releases it)."""
-        store = cls.__new__(cls)
-        store.aio = aio
-        return store
-
-    @property
-    def url(self) -> str:
-        """The root group's URL."""
-        return self.aio.url
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        """The options the store's filesystem is made with."""
-        return self.aio.storage_options
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release this store's filesystem (its session closes with its last user); see `AsyncZarrStore.aclose`."""
-        run_sync(self.aio.aclose())
+    url: shared[str] = shared("The root group's URL.")
+    storage_options: shared[dict[str, Any]] = shared("The options the store's filesystem is made with.")
 
     def open_root(self, mode: str = "r") -> zarr.Group:
         """The root `zarr.Group` (zarr modes: "r", "r+", "a", "w", "w-"); its calls run on squirrel's IO loop.
@@ -174,7 +147,7 @@ class ZarrStore:
         _run(self.aio.set(item))
 
 
-class ZarrLoaderStream(Composable):
+class ZarrLoaderStream(PlannedStage, Composable):
     """The stream of `ZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in key order.
 
     Blocking face of `AsyncZarrLoaderStream`: each pass runs it on squirrel's IO loop and hands results
@@ -186,28 +159,21 @@ class ZarrLoaderStream(Composable):
         self.aio = aio
 
     @property
-    def plan(self) -> LoadPlan:
+    def plan(self) -> LoadPlan:  # type: ignore[override]  # read-only here: the async stream's plan
         """The stream's `squirrel.plan.LoadPlan`."""
         return self.aio.plan
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` (with the seed) for the order of the next pass."""
-        self.aio.set_epoch(epoch)
-
-    def epoch(self) -> int:
-        """The epoch the next pass orders keys for."""
-        return self.aio.epoch()
-
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits this stream applies ("rank", "worker")."""
-        return self.aio.split_kinds()
+    @property
+    def metrics(self) -> LoaderMetrics:  # type: ignore[override]  # read-only here: the async stream's
+        """The stream's counters."""
+        return self.aio.metrics
 
     def __iter__(self) -> Iterator[Any]:
         _share_io_loop()  # fetchers call the root's blocking zarr API: it must run on the loop the pass runs on
         return iterate(self.aio.__aiter__, capacity=max(1, self.aio.plan.prefetch // HANDOVER_SHARE))
 
 
-class ZarrLoader:
+class ZarrLoader(SyncTwin):
     """Reads a zarr hierarchy by top-level key: ``ZarrLoader(url).get_iter(fetcher_func=fetcher)``.
 
     Blocking face of `AsyncZarrLoader`. Use it as ``with ZarrLoader(url) as loader:``, or call `close`,
@@ -218,30 +184,8 @@ class ZarrLoader:
         self.aio = AsyncZarrLoader(url, **storage_options)
         self.store = ZarrStore.wrapping(self.aio.store)
 
-    @property
-    def url(self) -> str:
-        """The root group's URL."""
-        return self.aio.url
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        """The options the store's filesystem is made with."""
-        return self.aio.storage_options
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the store's filesystem (see `ZarrStore.close`); groups from `get_store` are done with then."""
-        run_sync(self.aio.aclose())
+    url: shared[str] = shared("The root group's URL.")
+    storage_options: shared[dict[str, Any]] = shared("The options the store's filesystem is made with.")
 
     def get_store(self, mode: str = "r") -> zarr.Group:
         """The root `zarr.Group` (zarr modes: "r", "r+", "a", "w", "w-"); its calls run on squirrel's IO loop.

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from squirrel.iterstream import operators as ops
 from squirrel.splits import current_split
-
-if TYPE_CHECKING:
-    from squirrel.metrics import LoaderMetrics
+from squirrel.stages import Stage
 
 __all__ = ["Composable", "IterableSource"]
 
 C = TypeVar("C", bound="Composable")
 
 
-class Composable:
+class Composable(Stage):
     """Base of every sync stream. Subclass it and override `__iter__` to write your own stage.
 
     Every stage answers the same questions about the chain above it, by asking its `source` (a stage
@@ -34,32 +32,13 @@ class Composable:
     def __init__(self, source: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> None:
         self.source = source
 
-    def _upstream(self) -> Composable | None:
+    def upstream_stage(self) -> Composable | None:
+        """The stage this one reads from, if it is a `Composable`."""
         return self.source if isinstance(self.source, Composable) else None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` for the order of the next pass, here and in every stage upstream."""
-        if (upstream := self._upstream()) is not None:
-            upstream.set_epoch(epoch)
-
-    def epoch(self) -> int:
-        """The epoch the next pass of the loader upstream orders samples for (0 without one)."""
-        upstream = self._upstream()
-        return upstream.epoch() if upstream is not None else 0
-
-    def split_kinds(self) -> frozenset[str]:
-        """Which splits ("rank", "worker") happen here or upstream."""
-        upstream = self._upstream()
-        return upstream.split_kinds() if upstream is not None else frozenset()
-
-    def loader_metrics(self) -> list[LoaderMetrics]:
-        """The counters of every loader upstream."""
-        upstream = self._upstream()
-        return upstream.loader_metrics() if upstream is not None else []
 
     def replay_problems(self) -> list[str]:
         """Stages here or upstream whose order a second pass would not repeat (unseeded shuffles)."""
-        upstream = self._upstream()
+        upstream = self.upstream_stage()
         return upstream.replay_problems() if upstream is not None else []
 
     def resumed(self, skip: int) -> Iterator[Any]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from squirrel._runtime import io_loop, run_sync
 from squirrel.aio.executors import is_async_callable
 from squirrel.batching import Batcher
+from squirrel.markers import DONE, Failure
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
 from squirrel.order import ShuffleBuffer, make_rng
@@ -40,17 +41,6 @@ __all__ = [
     "take_items",
     "zip_index_items",
 ]
-
-_DONE = object()
-
-
-class _Failure:
-    """An error raised in a producer thread, carried through the queue to the consumer."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 class _ConsumerLeft(Exception):
@@ -238,9 +228,9 @@ class _Prefetcher(threading.Thread):
             for item in source:
                 if not self.put(item):
                     return
-            self.put(_DONE)
+            self.put(DONE)
         except BaseException as exc:
-            self.put(_Failure(exc))
+            self.put(Failure(exc))
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -248,7 +238,7 @@ class _Prefetcher(threading.Thread):
 
 
 def _take(buffer: queue.Queue[Any], outer_stop: threading.Event | None) -> Any:
-    """The next item of a prefetch's `buffer` (`_DONE` after the last), or the error raised upstream.
+    """The next item of a prefetch's `buffer` (`DONE` after the last), or the error raised upstream.
 
     `outer_stop` is the stop event of the prefetch whose producer runs this one, if any: `_ConsumerLeft` once set.
     """
@@ -259,7 +249,7 @@ def _take(buffer: queue.Queue[Any], outer_stop: threading.Event | None) -> Any:
             if outer_stop is not None and outer_stop.is_set():
                 raise _ConsumerLeft from None
             continue
-        if isinstance(item, _Failure):
+        if isinstance(item, Failure):
             raise item.error
         return item
 
@@ -272,7 +262,7 @@ def prefetch_items(source: Iterator[Any], size: int) -> Iterator[Any]:
     producer.start()
     outer_stop = _stop_event()  # set if this prefetch itself runs in another prefetch's producer
     try:
-        while (item := _take(producer.buffer, outer_stop)) is not _DONE:
+        while (item := _take(producer.buffer, outer_stop)) is not DONE:
             yield item
     finally:
         producer.stop.set()

@@ -1,0 +1,68 @@
+"""The one protocol every stream stage follows, on both faces: what a stage answers about the chain above it.
+
+A stage asks its upstream stage (`Stage.upstream_stage`) and adds its own answer where it has one; a stage
+that reads a store with a `LoadPlan` (`PlannedStage`: the loaders' and zarr's streams) answers from its plan.
+`to_torch_iterable`, `monitor` and resume learn about the loader at the top of a chain this way, without
+looking for attributes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from squirrel.metrics import LoaderMetrics
+    from squirrel.plan import LoadPlan
+
+__all__ = ["PlannedStage", "Stage"]
+
+
+class Stage:
+    """Answers by asking the stage upstream; a stage with nothing upstream answers for an empty chain."""
+
+    def upstream_stage(self) -> Stage | None:
+        """The stage this one reads from, if it is a stage of the same face."""
+        return None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` for the order of the next pass, here and in every stage upstream."""
+        if (upstream := self.upstream_stage()) is not None:
+            upstream.set_epoch(epoch)
+
+    def epoch(self) -> int:
+        """The epoch the next pass of the loader upstream orders samples for (0 without one)."""
+        upstream = self.upstream_stage()
+        return upstream.epoch() if upstream is not None else 0
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits ("rank", "worker") happen here or upstream."""
+        upstream = self.upstream_stage()
+        return upstream.split_kinds() if upstream is not None else frozenset()
+
+    def loader_metrics(self) -> list[LoaderMetrics]:
+        """The counters of every loader upstream."""
+        upstream = self.upstream_stage()
+        return upstream.loader_metrics() if upstream is not None else []
+
+
+class PlannedStage(Stage):
+    """A stage at the top of a chain that reads with a `LoadPlan`: it answers from its plan and metrics."""
+
+    plan: LoadPlan
+    metrics: LoaderMetrics
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` (with the seed) for the order of the next pass."""
+        self.plan.epoch = epoch
+
+    def epoch(self) -> int:
+        """The epoch the next pass orders samples for."""
+        return self.plan.epoch
+
+    def split_kinds(self) -> frozenset[str]:
+        """Which splits this stream applies ("rank", "worker")."""
+        return self.plan.split_kinds
+
+    def loader_metrics(self) -> list[LoaderMetrics]:
+        """This stream's counters (objects, bytes, fetches in flight, skips)."""
+        return [self.metrics]
