@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from anyio.from_thread import BlockingPortal
 
@@ -32,11 +32,11 @@ __all__ = ["io_loop", "iterate", "on_io_loop", "run_sync", "sync_context"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Runtime:
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
-    portal: BlockingPortal
+    portal: BlockingPortal | None = None  # started on the first `sync_context`
 
 
 _lock = threading.Lock()
@@ -54,20 +54,17 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 def _start() -> _Runtime:
     loop = asyncio.new_event_loop()
-    ready: Future[BlockingPortal] = Future()
-
-    async def serve() -> None:
-        async with BlockingPortal() as portal:
-            ready.set_result(portal)
-            await portal.sleep_until_stopped()
+    running = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve())
+        loop.call_soon(running.set)
+        loop.run_forever()
 
     thread = threading.Thread(target=run, name="squirrel-io", daemon=True)
     thread.start()
-    return _Runtime(loop, thread, ready.result())
+    running.wait()
+    return _Runtime(loop, thread)
 
 
 def _get() -> _Runtime:
@@ -97,6 +94,56 @@ def _refuse_reentry(what: str) -> None:
         raise RuntimeError(f"{what} was called on squirrel's own IO loop, where it would deadlock: await the async API")
 
 
+class _Call(Generic[T]):
+    """A coroutine running as a task on the IO loop, watched from another thread.
+
+    `result` waits for it; `cancel` cancels it and, from any thread but the loop's, waits until it has
+    unwound (also when it was cancelled before it started: it is then closed and never runs).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> None:
+        self.loop = loop
+        self.coro = coro
+        self.outcome: Future[T] = Future()
+        self.finished = threading.Event()
+        self.task: asyncio.Task[T] | None = None
+        loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:
+        if self.outcome.cancelled():
+            self.coro.close()
+            self.finished.set()
+            return
+        self.task = self.loop.create_task(self.coro)
+        self.task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[T]) -> None:
+        if not self.outcome.done():
+            if task.cancelled():
+                self.outcome.cancel()
+            elif (error := task.exception()) is not None:
+                self.outcome.set_exception(error)
+            else:
+                self.outcome.set_result(task.result())
+        self.finished.set()
+
+    def result(self, timeout: float | None = None) -> T:
+        return self.outcome.result(timeout)
+
+    def done(self) -> bool:
+        return self.outcome.done()
+
+    def cancel(self) -> None:
+        self.outcome.cancel()
+        self.loop.call_soon_threadsafe(self._cancel_task)
+        if not on_io_loop() and not sys.is_finalizing():  # at exit the loop's daemon thread no longer runs
+            self.finished.wait()
+
+    def _cancel_task(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run `coro` on the IO loop and block until it finishes; return its result or raise its error.
 
@@ -110,32 +157,41 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     except RuntimeError:
         coro.close()
         raise
-    finished = threading.Event()
-
-    async def guarded() -> T:
-        try:
-            return await coro
-        finally:
-            finished.set()
-
-    future = _get().portal.start_task_soon(guarded)
+    call = _Call(_get().loop, coro)
     try:
-        return future.result(timeout)
+        return call.result(timeout)
     except BaseException as error:
-        if future.done():
+        if call.done():
             raise
-        future.cancel()
-        finished.wait()
+        call.cancel()
         if isinstance(error, TimeoutError):
             name = getattr(coro, "__qualname__", repr(coro))  # a native coroutine has one; `Coroutine` promises none
             raise TimeoutError(f"{name} did not finish within {timeout} s and was cancelled") from None
         raise
 
 
+def _portal(runtime: _Runtime) -> BlockingPortal:
+    """The runtime's anyio portal, started on first use (anyio's start-up costs ~40 ms, so a process that
+    only streams never pays it)."""
+    with _lock:
+        if runtime.portal is None:
+            ready: Future[BlockingPortal] = Future()
+
+            async def serve() -> None:
+                async with BlockingPortal() as portal:
+                    ready.set_result(portal)
+                    await portal.sleep_until_stopped()
+
+            runtime.loop.call_soon_threadsafe(lambda: runtime.loop.create_task(serve()))
+            runtime.portal = ready.result()
+        return runtime.portal
+
+
 def sync_context(manager: AbstractAsyncContextManager[T]) -> AbstractContextManager[T]:
-    """`manager` as a blocking context manager: its ``__aenter__`` and ``__aexit__`` run on the IO loop."""
+    """`manager` as a blocking context manager: its ``__aenter__`` and ``__aexit__`` run on the IO loop
+    (through an anyio `BlockingPortal`)."""
     _refuse_reentry("sync_context")
-    return _get().portal.wrap_async_context_manager(manager)
+    return _portal(_get()).wrap_async_context_manager(manager)
 
 
 class _Handover:
@@ -160,8 +216,9 @@ class _Handover:
         self.error: BaseException | None = None
         self.space = asyncio.Event()  # set by the consumer once it took items (binds to the loop on first wait)
 
-    async def produce(self, iterator: AsyncIterator[Any]) -> None:
+    async def produce(self, make_iterator: Callable[[], AsyncIterator[Any]]) -> None:
         items, capacity = self.items, self.capacity
+        iterator = make_iterator()  # made here, on the loop that drives it
         try:
             async for item in iterator:
                 items.append(item)
@@ -209,12 +266,6 @@ class _Handover:
                     loop.call_soon_threadsafe(self.space.set)
         return batch, done and not items
 
-    def wait_done(self) -> None:
-        """Block until the producer has finished (after a cancel)."""
-        with self.ready:
-            while not self.done:
-                self.ready.wait()
-
 
 def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) -> Generator[T, None, None]:
     """Yield the items of ``make_iterator()``, an async iterator driven by a task on the IO loop.
@@ -228,20 +279,16 @@ def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) 
     _refuse_reentry("iterate")
     runtime = _get()
     handover = _Handover(capacity)
-    future = runtime.portal.start_task_soon(lambda: handover.produce(make_iterator()))
+    call = _Call(runtime.loop, handover.produce(make_iterator))
     try:
         while True:
             items, finished = handover.take(runtime.loop)
             yield from items
             if finished:
                 break
-        future.result()
+        call.result()
         if handover.error is not None:
             raise handover.error
     finally:
-        if not future.done():
-            future.cancel()
-            # Closed or collected on the loop's own thread, it cannot wait there; nor at interpreter exit,
-            # when the loop's daemon thread no longer runs.
-            if not on_io_loop() and not sys.is_finalizing():
-                handover.wait_done()
+        if not call.done():
+            call.cancel()

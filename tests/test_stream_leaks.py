@@ -137,7 +137,7 @@ def _io_loop_tasks() -> set[asyncio.Task]:
 
 
 _RUNTIME_TASKS: set[asyncio.Task] = set()
-"""The IO loop's own tasks (its portal), there before any stream runs."""
+"""The IO loop's tasks when the test started (e.g. its anyio portal, once a FileDriver used it)."""
 
 
 def _io_loop_task_count() -> int:
@@ -177,8 +177,8 @@ class _BodyError(Exception):
 def _io_loop_started():
     io_loop()  # its thread and fds exist before anything is counted
     gc.collect()
-    if not _RUNTIME_TASKS:
-        _RUNTIME_TASKS.update(_io_loop_tasks())
+    _RUNTIME_TASKS.clear()
+    _RUNTIME_TASKS.update(_io_loop_tasks())
 
 
 # --- async face ----------------------------------------------------------------------------------------------------

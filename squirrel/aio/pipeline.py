@@ -30,9 +30,6 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio.from_thread
-import anyio.to_thread
-
 from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.operators import closing
 from squirrel.aio.stream import AsyncIterableSource
@@ -164,16 +161,16 @@ class Pass:
         except DecodeError as error:
             yield self.skipped(fetched.key, error)
 
-    def rest_on_loop(self, fetched: Fetched) -> Rest:
-        """`Rest` for a decoder running in an anyio worker thread of the loop that reads the object."""
+    def rest_on_loop(self, fetched: Fetched, loop: asyncio.AbstractEventLoop) -> Rest:
+        """`Rest` for a decoder running in a worker thread while `loop` (which reads the object) waits for it."""
 
         def chunks() -> Iterator[bytes]:
             iterator = self.source.read_rest(fetched)
             try:
-                while (chunk := anyio.from_thread.run(_next_or_none, iterator)) is not None:
+                while (chunk := asyncio.run_coroutine_threadsafe(_next_or_none(iterator), loop).result()) is not None:
                     yield chunk
             finally:
-                anyio.from_thread.run(_close, iterator)
+                asyncio.run_coroutine_threadsafe(_close(iterator), loop).result()
 
         return chunks
 
@@ -188,12 +185,12 @@ class Pass:
                     for samples in self.decode(fetched, _no_rest):
                         yield samples
                     continue
-                decoded = self.decode(fetched, self.rest_on_loop(fetched))
+                decoded = self.decode(fetched, self.rest_on_loop(fetched, asyncio.get_running_loop()))
                 try:
-                    while (chunk := await anyio.to_thread.run_sync(_next_chunk, decoded)) is not None:
+                    while (chunk := await asyncio.to_thread(_next_chunk, decoded)) is not None:
                         yield chunk
                 finally:
-                    await anyio.to_thread.run_sync(decoded.close)
+                    await asyncio.to_thread(decoded.close)
 
 
 def _no_rest() -> Iterable[bytes]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio.to_thread
-
 from squirrel.aio.fs import gcs_endpoint, is_local
 from squirrel.aio.retry import RetryPolicy, with_retries
 from squirrel.aio.stores.local import local_names, write_local_atomically
@@ -114,7 +112,7 @@ class IndexedStore:
             return index.keys
         fs = self._fs()
         if is_local(fs):  # names only: fsspec's detailed listing stats every file, 50x slower than this
-            names = await anyio.to_thread.run_sync(local_names, self.layout.root)
+            names = await asyncio.to_thread(local_names, self.layout.root)
             return sorted(key for name in names if (key := self.layout.key_of(name)) is not None)
         return sorted(await self.list_objects())
 
@@ -154,7 +152,7 @@ class IndexedStore:
             index = None
         else:
             if len(data) >= PARSE_IN_THREAD_BYTES:
-                index = await anyio.to_thread.run_sync(parse_index, data, self.index_url)
+                index = await asyncio.to_thread(parse_index, data, self.index_url)
             else:
                 index = parse_index(data, self.index_url)
             check_layout(index, self.layout.suffix, self.compression, self.index_url)
@@ -193,14 +191,14 @@ class IndexedStore:
             if entry is not None and entry.size == sizes[key]:
                 return entry
             data = await self._read_unverified(key)
-            return await anyio.to_thread.run_sync(lambda: describe(key, data, len(self.decode(key, data))))
+            return await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
 
         entries = await AsyncIterableSource(sorted(sizes)).async_map(entry_of, max_concurrency).collect()
         index = build_index(self.layout.suffix, self.compression, entries)
         data = dump_index(index)
         fs = self._fs()
         if is_local(fs):
-            await anyio.to_thread.run_sync(write_local_atomically, self.layout.index_path, data)
+            await asyncio.to_thread(write_local_atomically, self.layout.index_path, data)
         else:  # an upload is published whole or not at all
             await self._request(self.index_url, fs._pipe_file, self.layout.index_path, data)
         self._index, self._index_read = index, True
@@ -215,7 +213,7 @@ class IndexedStore:
 
     async def _verify(self, key: str, data: Buffer, index: Index) -> None:
         if len(data) >= CHECKSUM_IN_THREAD_BYTES:
-            await anyio.to_thread.run_sync(self._verify_now, key, data, index)
+            await asyncio.to_thread(self._verify_now, key, data, index)
         else:
             self._verify_now(key, data, index)
 

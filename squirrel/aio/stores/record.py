@@ -12,8 +12,6 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import anyio.to_thread
-
 from squirrel.aio.fs import (
     acquire_filesystem,
     check_storage_options,
@@ -231,7 +229,7 @@ class AsyncRecordStore(IndexedStore):
         fs = self._fs()
         if is_blocking(fs):
             local = is_local(fs)
-            return await anyio.to_thread.run_sync(lambda: [self._read_blocking(fs, key, pool, local) for key in keys])
+            return await asyncio.to_thread(lambda: [self._read_blocking(fs, key, pool, local) for key in keys])
         return list(await asyncio.gather(*(self._read_remote(key) for key in keys)))
 
     def _read_blocking(self, fs: AsyncFileSystem, key: str, pool: BufferPool | None, local: bool) -> Fetched:
@@ -251,7 +249,7 @@ class AsyncRecordStore(IndexedStore):
         try:
             data = await self.read_bytes(key)
             if self.compression is not None:  # inflating releases the GIL: threads use both cores
-                data = await anyio.to_thread.run_sync(self.decompress, key, data)
+                data = await asyncio.to_thread(self.decompress, key, data)
             return Fetched(key, data)
         except (KeyError, DecodeError) as error:
             return Fetched(key, error=error)
@@ -304,8 +302,8 @@ class AsyncRecordStore(IndexedStore):
         fs = self._fs()
         path = self._object_path(key)
         if is_local(fs):
-            return await anyio.to_thread.run_sync(self._encode_and_write_local, key, path, samples)
-        data, entry = await anyio.to_thread.run_sync(self._encode_and_describe, key, samples)
+            return await asyncio.to_thread(self._encode_and_write_local, key, path, samples)
+        data, entry = await asyncio.to_thread(self._encode_and_describe, key, samples)
         await self._request(self.object_url(key), fs._pipe_file, path, data)
         return entry
 
@@ -327,7 +325,7 @@ class AsyncRecordStore(IndexedStore):
         """
         if not is_local(self._fs()):
             return []
-        return await anyio.to_thread.run_sync(remove_stale_temp_files, self.layout.root, older_than)
+        return await asyncio.to_thread(remove_stale_temp_files, self.layout.root, older_than)
 
     async def delete(self, key: str) -> None:
         """Remove the object stored under `key`; `KeyError` if there is none."""
