@@ -1,8 +1,9 @@
 """The process's one IO loop, and the only ways sync code reaches it: `run_sync`, `iterate`, `sync_context`.
 
-The loop runs in a daemon thread, started on first use. It hosts an anyio `BlockingPortal`, which gives
-cancellable calls from other threads and wraps async context managers for ``with``. Everything here is
-reset in a forked child (the parent's loop thread does not exist there), lock included, so a PyTorch
+The loop runs in a daemon thread, started on first use. `run_sync` runs a coroutine there as a task that
+a timeout or Ctrl-C cancels (waiting until it has unwound); `sync_context` wraps an async context manager
+for ``with`` through an anyio `BlockingPortal`, started only when first needed. Everything here is reset
+in a forked child (the parent's loop thread does not exist there), lock included, so a PyTorch
 `DataLoader` worker starts its own loop, and through `squirrel.aio.fs` its own filesystems, on first use.
 
 Sync iteration of an async iterator (`iterate`) runs the iterator in a task on the loop that hands items
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Generator
     from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
-__all__ = ["io_loop", "iterate", "on_io_loop", "run_sync", "sync_context"]
+__all__ = ["io_loop", "io_thread", "iterate", "on_io_loop", "run_sync", "sync_context"]
 
 T = TypeVar("T")
 
@@ -81,6 +82,11 @@ def _get() -> _Runtime:
 def io_loop() -> asyncio.AbstractEventLoop:
     """The process's IO loop, running in a daemon thread; started on first call (and anew after a fork)."""
     return _get().loop
+
+
+def io_thread() -> threading.Thread:
+    """The daemon thread the IO loop runs in (started with the loop)."""
+    return _get().thread
 
 
 def on_io_loop() -> bool:
@@ -212,6 +218,7 @@ class _Handover:
         self.consumer_waiting = False
         self.producer_waiting = False
         self.wake_scheduled = False
+        self.taken = 0  # items of the consumer's current batch, still held until it has yielded them all
         self.done = False
         self.error: BaseException | None = None
         self.space = asyncio.Event()  # set by the consumer once it took items (binds to the loop on first wait)
@@ -225,10 +232,10 @@ class _Handover:
                 if self.consumer_waiting and not self.wake_scheduled:
                     self.wake_scheduled = True
                     asyncio.get_running_loop().call_soon(self._wake)
-                if len(items) >= capacity:
+                if len(items) + self.taken >= capacity:
                     with self.ready:
                         self.space.clear()
-                        self.producer_waiting = len(items) >= capacity
+                        self.producer_waiting = len(items) + self.taken >= capacity
                     if self.producer_waiting:
                         await self.space.wait()
         except Exception as error:  # handed to the consumer, raised there after the items before it
@@ -248,8 +255,9 @@ class _Handover:
         with self.ready:
             self.ready.notify()
 
-    def take(self, loop: asyncio.AbstractEventLoop) -> tuple[list[Any], bool]:
-        """Every item ready now (waiting for at least one), and whether nothing more will come."""
+    def take(self) -> tuple[list[Any], bool]:
+        """Every item ready now (waiting for at least one), and whether nothing more will come. They stay
+        counted against `capacity` until `release`."""
         items = self.items
         if not items and not self.done:
             with self.ready:
@@ -259,12 +267,17 @@ class _Handover:
                 self.consumer_waiting = False
         done = self.done  # read before the items: an item appended later is taken next time
         batch = [items.popleft() for _ in range(len(items))]
+        self.taken = len(batch)
+        return batch, done and not items
+
+    def release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The consumer has yielded its batch: that room is free again, so a waiting producer goes on."""
+        self.taken = 0
         if self.producer_waiting:
             with self.ready:
                 if self.producer_waiting:
                     self.producer_waiting = False
                     loop.call_soon_threadsafe(self.space.set)
-        return batch, done and not items
 
 
 def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) -> Generator[T, None, None]:
@@ -282,8 +295,9 @@ def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) 
     call = _Call(runtime.loop, handover.produce(make_iterator))
     try:
         while True:
-            items, finished = handover.take(runtime.loop)
+            items, finished = handover.take()
             yield from items
+            handover.release(runtime.loop)
             if finished:
                 break
         call.result()

@@ -242,3 +242,37 @@ def test_a_process_that_leaves_a_pass_unfinished_exits_promptly(tmp_path) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "s00000"
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("decode_in", ["worker", "loop"])
+def test_the_async_pass_decodes_where_it_is_told_with_the_same_samples(messagepack_url: str, decode_in: str) -> None:
+    """`Pass.chunks(decode_in=...)`: in a worker thread or on the loop, the same samples in the same order."""
+    from squirrel.aio.loaders import open_pass
+    from squirrel.metrics import LoaderMetrics
+
+    loader = MessagePackDataLoader(messagepack_url)
+    stream = loader.aio.get_iter(seed=2, **SHUFFLED)
+    expected = [s.key for s in loader.get_iter(seed=2, **SHUFFLED)]
+
+    async def keys() -> list[str]:
+        run = await open_pass(stream.store, stream.plan, LoaderMetrics())
+        order, out = stream.plan.order(), []
+        try:
+            async for chunk in run.chunks(decode_in):
+                out += [s.key for s in order.push(chunk)]
+        finally:
+            await stream.store.aclose()
+        return out + [s.key for s in order.drain()]
+
+    assert asyncio.run(keys()) == expected
+
+
+def test_an_async_pass_refuses_to_decode_in_the_consumer() -> None:
+    from squirrel.aio.pipeline import Pass
+    from squirrel.aio.stores.shard import AsyncMessagepackStore
+    from squirrel.metrics import LoaderMetrics
+    from squirrel.plan import LoadPlan
+
+    run = Pass(AsyncMessagepackStore("memory://nowhere"), LoadPlan(), LoaderMetrics(), [])
+    with pytest.raises(ValueError, match="'worker' or 'loop'"):
+        asyncio.run(anext(run.chunks("consumer")))

@@ -76,6 +76,7 @@ ASYNC_ONLY: dict[str, str] = {
     "decode_object": _PIPELINE_HOOK,
     "objects_per_read": _PIPELINE_HOOK,
     "max_objects_per_read": _PIPELINE_HOOK,
+    "object_pass": _PIPELINE_HOOK,
     "whole_objects": _PIPELINE_HOOK,
     "read_head": "csv's first-chunk read behind its fetch_objects hook",
 }

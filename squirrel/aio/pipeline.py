@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.operators import closing
+from squirrel.aio.operators import close, closing
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.errors import DecodeError
 from squirrel.plan import CONSUMED, LoadPlan
@@ -41,12 +41,9 @@ if TYPE_CHECKING:
     from squirrel.metrics import LoaderMetrics
     from squirrel.sample import Sample
 
-__all__ = ["DECODE_IN", "DECODE_IN_WORKER_BYTES", "Fetched", "ObjectSource", "Pass", "Rest"]
+__all__ = ["DECODE_IN_WORKER_BYTES", "Fetched", "ObjectSource", "Pass", "Rest"]
 
 logger = logging.getLogger("squirrel")
-
-DECODE_IN = ("consumer", "worker", "loop")
-"""Where a pass decodes objects (see the module docstring)."""
 
 DECODE_IN_WORKER_BYTES = 256 * 1024
 """Under ``decode_in="worker"``, objects at least this large are decoded in a worker thread."""
@@ -170,7 +167,7 @@ class Pass:
                 while (chunk := asyncio.run_coroutine_threadsafe(_next_or_none(iterator), loop).result()) is not None:
                     yield chunk
             finally:
-                asyncio.run_coroutine_threadsafe(_close(iterator), loop).result()
+                asyncio.run_coroutine_threadsafe(close(iterator), loop).result()
 
         return chunks
 
@@ -215,9 +212,3 @@ def _next_chunk(chunks: Iterator[list[Any]]) -> list[Any] | None:
 
 async def _next_or_none(iterator: AsyncIterator[bytes]) -> bytes | None:
     return await anext(iterator, None)
-
-
-async def _close(iterator: AsyncIterator[bytes]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -10,12 +10,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import run_sync
 from squirrel.aio.loaders import AsyncCsvLoader, AsyncRecordLoader
-from squirrel.aio.pipeline import Pass
 from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.driver.loader import RecordLoader, samples_of
 from squirrel.driver.record import RecordStore
-from squirrel.metrics import LoaderMetrics
-from squirrel.plan import LoadPlan
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,8 +48,7 @@ class CsvStore(RecordStore):
         """The samples of shard `key`, streamed in chunks; `KeyError` if there is none (raised here)."""
         if not run_sync(self.aio.exists(key)):
             raise KeyError(f"no key {key!r} in {self!r} (looked for {self.aio.object_url(key)})")
-        plan = LoadPlan(key_iterator=[key])
-        return samples_of(Pass(self.aio, plan, LoaderMetrics(), [key]), plan)
+        return samples_of(self.aio.object_pass(key))
 
 
 class CsvLoader(RecordLoader):

@@ -24,14 +24,14 @@ empty, and zarr's handler then has no loop to stop.
 from __future__ import annotations
 
 import atexit
-import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import zarr
 import zarr.core.sync as zarr_sync
 
-from squirrel._runtime import io_loop, iterate, run_sync
+from squirrel._runtime import io_loop, io_thread, iterate, run_sync
 from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrLoaderStream, AsyncZarrStore
+from squirrel.driver.loader import handover_capacity
 from squirrel.driver.twin import SyncTwin, shared
 from squirrel.iterstream.base import Composable
 from squirrel.stages import PlannedStage
@@ -48,15 +48,8 @@ __all__ = ["ZarrLoader", "ZarrLoaderStream", "ZarrStore", "fetch"]
 
 T = TypeVar("T")
 
-HANDOVER_SHARE = 4
-"""Results waiting to cross to the consumer's thread: up to a 1/HANDOVER_SHARE of `prefetch` more."""
-
 _bound_loop: asyncio.AbstractEventLoop | None = None
 _exit_handler_registered = False
-
-
-async def _current_thread() -> threading.Thread:
-    return threading.current_thread()
 
 
 def _unbind_at_exit() -> None:
@@ -75,9 +68,8 @@ def _share_io_loop() -> None:
     loop = io_loop()
     if zarr_sync.loop[0] is loop:
         return
-    thread = run_sync(_current_thread())
     _bound_loop = loop
-    zarr_sync.iothread[0] = thread
+    zarr_sync.iothread[0] = io_thread()
     zarr_sync.loop[0] = loop
     if not _exit_handler_registered:
         _exit_handler_registered = True
@@ -170,7 +162,7 @@ class ZarrLoaderStream(PlannedStage, Composable):
 
     def __iter__(self) -> Iterator[Any]:
         _share_io_loop()  # fetchers call the root's blocking zarr API: it must run on the loop the pass runs on
-        return iterate(self.aio.__aiter__, capacity=max(1, self.aio.plan.prefetch // HANDOVER_SHARE))
+        return iterate(self.aio.__aiter__, capacity=handover_capacity(self.aio.plan.prefetch))
 
 
 class ZarrLoader(SyncTwin):

@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio.operators import closing
-from squirrel.aio.pipeline import Fetched, Pass, Rest
+from squirrel.aio.pipeline import Fetched, Rest
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.codec.csv import CsvCodec, Dtypes
 from squirrel.errors import StoreUnavailable
-from squirrel.metrics import LoaderMetrics
-from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, validate_key
 
 if TYPE_CHECKING:
@@ -148,18 +146,3 @@ class AsyncCsvStore(AsyncRecordStore):
             for chunk in rest():
                 yield from decoder.feed(chunk)
         yield decoder.finish()
-
-    async def get(self, key: str) -> AsyncIterator[Sample]:
-        """Yield the samples of shard `key`, streaming: memory stays bounded whatever the object's size.
-
-        `KeyError` if there is none; `DecodeError` at a bad line (the rows before it were yielded).
-        """
-        one = Pass(self, LoadPlan(key_iterator=[key]), LoaderMetrics(), [key])
-        async with closing(aiter(one.chunks())) as chunks:
-            async for chunk in chunks:
-                for sample in chunk:
-                    yield sample
-
-    async def fetch(self, key: str) -> list[Sample]:
-        """Every sample of shard `key` (held in memory at once: prefer `get` for a large object)."""
-        return [sample async for sample in self.get(key)]

@@ -10,6 +10,7 @@ is written again.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.aio.fs import gcs_endpoint, is_local
@@ -65,12 +66,18 @@ class IndexedStore:
     def __init__(self) -> None:
         self._index: Index | None = None  # the index this store last read or wrote (None: absent or unread)
         self._index_read = False
-        self._index_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._index_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_index_locks"] = {}  # loop-bound
+        state["_index_locks"] = None  # loop-bound
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._index_locks = weakref.WeakKeyDictionary()
 
     def _fs(self) -> AsyncFileSystem:
         raise NotImplementedError

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from squirrel.aio.fs import (
@@ -20,7 +21,8 @@ from squirrel.aio.fs import (
     release_filesystem,
     split_protocol,
 )
-from squirrel.aio.pipeline import Fetched, Rest
+from squirrel.aio.operators import closing
+from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
 from squirrel.aio.stores.layout import Layout
@@ -29,6 +31,8 @@ from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, deco
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
 from squirrel.errors import DecodeError
 from squirrel.index import IndexEntry, describe
+from squirrel.metrics import LoaderMetrics
+from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
@@ -112,7 +116,9 @@ class AsyncRecordStore(IndexedStore):
         check_storage_options(split_protocol(url)[0], storage_options)
         self.layout = Layout.of(url, self.codec.suffix + COMPRESSIONS[compression], storage_options)
         self.retry = retry or (NO_RETRY if self.layout.protocol in LOCAL_PROTOCOLS else RetryPolicy())
-        self._filesystems: dict[asyncio.AbstractEventLoop, AsyncFileSystem] = {}
+        self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
+            weakref.WeakKeyDictionary()  # a loop that is gone takes its entry with it
+        )
         super().__init__()
 
     @property
@@ -130,8 +136,12 @@ class AsyncRecordStore(IndexedStore):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["_filesystems"] = {}  # loop-bound: each process opens its own
+        state["_filesystems"] = None  # loop-bound: each process opens its own
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._filesystems = weakref.WeakKeyDictionary()
 
     async def __aenter__(self) -> Self:
         return self
@@ -149,8 +159,6 @@ class AsyncRecordStore(IndexedStore):
         loop = asyncio.get_running_loop()
         fs = self._filesystems.get(loop)
         if fs is None:
-            for old in [old for old in self._filesystems if old.is_closed()]:
-                del self._filesystems[old]
             fs = self._filesystems[loop] = acquire_filesystem(self.layout.protocol, self.storage_options)
         return fs
 
@@ -197,17 +205,25 @@ class AsyncRecordStore(IndexedStore):
         """Decompress and decode the stored bytes of object `key` (pure CPU; safe to run in a thread)."""
         return self.codec.decode(self.decompress(key, data), self.object_url(key))
 
-    async def fetch(self, key: str) -> list[Sample]:
-        """All samples of object `key`, decoded; `KeyError` if there is none, `DecodeError` if it is bad."""
-        (fetched,) = await self.fetch_objects([key], None)
-        if fetched.error is not None:
-            raise fetched.error
-        return [sample for chunk in self.decode_object(fetched, tuple) for sample in chunk]
+    def object_pass(self, key: str) -> Pass:
+        """A pipeline pass over the one object `key`: what `get` streams (and the sync face's `get`)."""
+        return Pass(self, LoadPlan(key_iterator=[key]), LoaderMetrics(), [key])
 
     async def get(self, key: str) -> AsyncIterator[Sample]:
-        """Yield the samples stored under `key` (one for a record store, a shard's worth otherwise)."""
-        for sample in await self.fetch(key):
-            yield sample
+        """Yield the samples stored under `key` (one for a record store, a shard's worth otherwise), through
+        the pipeline: a large object is decoded in a worker thread, a csv object streamed in chunks.
+
+        `KeyError` if there is none; `DecodeError` if it is bad (for csv, at the bad line, after the rows
+        before it).
+        """
+        async with closing(aiter(self.object_pass(key).chunks())) as chunks:
+            async for chunk in chunks:
+                for sample in chunk:
+                    yield sample
+
+    async def fetch(self, key: str) -> list[Sample]:
+        """All samples of object `key`, in one list (see `get`)."""
+        return [sample async for sample in self.get(key)]
 
     async def keys(self) -> AsyncIterator[str]:
         """Yield every key in the store, sorted."""
