@@ -77,7 +77,9 @@ class ObjectSource(Protocol):
         """Whether `decode_object` yields an object's samples as one chunk (what a resumed pass replays on)."""
         ...
 
-    def object_url(self, key: str) -> str: ...
+    def object_url(self, key: str) -> str:
+        """The full URL of the object that holds `key` (errors name it)."""
+        ...
 
     async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
         """Read, check and inflate `keys`; a missing or bad object comes back with its `error` set."""

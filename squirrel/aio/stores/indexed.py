@@ -83,6 +83,7 @@ class IndexedStore:
         raise NotImplementedError
 
     def decode(self, key: str, data: Buffer) -> list[Sample]:
+        """The samples of object `key` from its stored bytes (the store class provides it)."""
         raise NotImplementedError
 
     def _object_path(self, key: str) -> str:
