@@ -1,8 +1,9 @@
 """The pure codecs: round trips, refusals on write, and safe failures on corrupt, truncated or hostile input.
 
-Nothing here depends on the byte layout of squirrel's messagepack objects: hostile objects are built with
-`pack_value` itself (which packs `msgpack.ExtType` and plain maps as given) or by patching a dtype string
-in an encoded object in place, so the tests hold for any layout that keeps the documented contract.
+Outside the section on declared array headers, nothing here depends on the byte layout of squirrel's messagepack
+objects: hostile objects are built with `pack_value` itself (which packs `msgpack.ExtType` and plain maps as given)
+or by patching a dtype string in an encoded object in place, so the tests hold for any layout that keeps the
+documented contract. Declaring sizes the encoder would never write needs the layout (see that section).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 import math
 import pickle
 import random
+import struct
+import subprocess
+import sys
 import tracemalloc
 import zlib
 from typing import Any
@@ -786,6 +790,170 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(data):
     decode_or_decode_error(lambda: JSONL.decode(data, SOURCE))
 
 
+# --- declared array headers ---------------------------------------------------------------------------------------
+#
+# Unlike the rest of this file, these tests build objects by hand, following the layout documented in
+# squirrel/codec/messagepack.py: a 24-byte prefix, a msgpack header in which an array is ext type 1 (dtype, shape
+# and offset into the blob) and a numpy scalar ext type 2 (dtype, shape and its bytes inline), zero padding to a
+# 64-byte boundary, then the blob. That is the only way to declare sizes the encoder would never write.
+
+SQMP_PREFIX = struct.Struct("<4sHHQQ")
+GIB = 1024**3
+
+
+def array_head(dtype: np.dtype | bytes, shape: tuple[int, ...]) -> bytes:
+    """Dtype and shape as an array head declares them; `dtype` as bytes is used verbatim as a plain dtype string."""
+    if isinstance(dtype, bytes):
+        kind, name = 0, dtype
+    elif dtype.fields is None and dtype.subdtype is None:
+        kind, name = 0, dtype.str.encode("ascii")
+    else:
+        kind, name = 1, msgpack.packb(np.lib.format.dtype_to_descr(dtype), use_bin_type=True)
+    return struct.pack(f"<BBH{len(name)}s{len(shape)}Q", kind, len(shape), len(name), name, *shape)
+
+
+def array_ref(dtype: np.dtype | bytes, shape: tuple[int, ...], offset: int = 0) -> msgpack.ExtType:
+    """An array declared in the header: its dtype, its shape and where its bytes start in the blob."""
+    return msgpack.ExtType(1, array_head(dtype, shape) + struct.pack("<Q", offset))
+
+
+def scalar_ref(dtype: np.dtype | bytes, shape: tuple[int, ...], raw: bytes) -> msgpack.ExtType:
+    """A numpy scalar declared in the header, its bytes inline."""
+    return msgpack.ExtType(2, array_head(dtype, shape) + raw)
+
+
+def sqmp_object(header: Any, blob: bytes = b"") -> bytes:
+    """A squirrel messagepack object with the given header (a msgpack-packable value) and blob."""
+    packed = msgpack.packb(header, use_bin_type=True)
+    head = SQMP_PREFIX.pack(b"SQMP", 1, 0, len(packed), len(blob)) + packed
+    return head + bytes(-len(head) % 64) + blob
+
+
+def assert_decode_error(data: bytes, *fragments: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        MSGPACK.decode(data, SOURCE)
+    assert SOURCE in str(info.value)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+ZERO_SIZE_DTYPES = [
+    np.dtype("S0"),
+    np.dtype("<U0"),
+    np.dtype(">U0"),
+    np.dtype("V0"),
+    np.dtype([]),
+    np.dtype([("a", "<i4", (0,)), ("b", "S0")]),
+]
+
+
+@pytest.mark.parametrize("dtype", ZERO_SIZE_DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(), (3,), (2, 0), (4, 5)], ids=str)
+def test_zero_size_dtypes_round_trip_with_their_dtype(dtype, shape):
+    array = np.ndarray(shape, dtype, b"")
+    decoded = unpack_value(pack_value([array, {"a": array}]), SOURCE)
+    assert_same(array, decoded[0])
+    assert_same(array, decoded[1]["a"])
+    assert decoded[0].nbytes == 0
+
+
+@pytest.mark.parametrize("dtype", ZERO_SIZE_DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(2**34,), (2**17, 2**17), (3, 2**40), (2**63 - 1,)], ids=str)
+def test_zero_size_dtype_with_a_huge_shape_is_a_decode_error(dtype, shape):
+    """Reported: a 64-byte object decoded to an `|S0` array of 2**34 elements that numpy makes 16 GiB (`|S1`)."""
+    data = sqmp_object([["k", array_ref(dtype, shape)]])
+    assert len(data) < 200
+    assert_decode_error(data, str(shape))
+
+
+@pytest.mark.parametrize("dtype", ZERO_SIZE_DTYPES, ids=str)
+def test_zero_size_elements_are_bounded_by_the_object_size(dtype):
+    """An element of zero bytes still costs at least a byte once numpy copies it: at most one per stored byte."""
+    size = len(sqmp_object([["k", array_ref(dtype, (1,))]]))
+    [sample] = MSGPACK.decode(sqmp_object([["k", array_ref(dtype, (size,))]]), SOURCE)
+    assert sample.value.shape == (size,) and sample.value.dtype == dtype and sample.value.nbytes == 0
+    assert_decode_error(sqmp_object([["k", array_ref(dtype, (size + 1,))]]), "elements")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape"),
+    [("u1", (0, 2**62)), ("<f8", (2**40, 0)), ("<f4", (0, 2**28, 3)), ("<c16", (0, 0, 2**31)), ("S9", (2**31, 0))],
+    ids=str,
+)
+def test_empty_array_of_an_absurd_shape_is_a_decode_error(dtype, shape):
+    """An empty array holds no bytes, but one slice of it larger than any object squirrel reads is corruption
+    (and code that allocates by the shape, ``np.empty(a.shape[1:])``, would be bombed)."""
+    assert_decode_error(sqmp_object([["k", array_ref(np.dtype(dtype), shape)]]), str(shape))
+
+
+@pytest.mark.parametrize("shape", [(0, 224, 224, 3), (0, 4), (5, 0), (0, 2**20, 2**7)], ids=str)
+def test_empty_arrays_of_sane_shapes_round_trip(shape):
+    array = np.zeros(shape, "<f4")
+    assert_same(array, unpack_value(pack_value(array), SOURCE))
+
+
+def _two_arrays_blob() -> tuple[bytes, np.ndarray, np.ndarray]:
+    """100 bytes padded to 128, then 8 float64: the blob `pack_value([first, second])` writes."""
+    first = np.arange(100, dtype="u1")
+    second = np.linspace(0, 1, 8, dtype="<f8")
+    return first.tobytes() + bytes(28) + second.tobytes(), first, second
+
+
+def test_hand_built_object_matches_the_encoder():
+    blob, first, second = _two_arrays_blob()
+    data = sqmp_object([array_ref(first.dtype, (100,), 0), array_ref(second.dtype, (8,), 128)], blob)
+    assert data == pack_value([first, second])
+    decoded = unpack_value(data, SOURCE)
+    assert_same(first, decoded[0])
+    assert_same(second, decoded[1])
+
+
+@pytest.mark.parametrize(
+    ("refs", "fragment"),
+    [
+        ([("u1", (10,), 0), ("<f8", (8,), 128)], "offset 128"),  # the first array shrank: bytes 64..127 unclaimed
+        ([("u1", (200,), 0), ("<f8", (8,), 128)], "past the end"),  # it grew into the second
+        ([("u1", (100,), 0), ("<f8", (8,), 64)], "offset 64"),  # the second overlaps the first
+        ([("u1", (100,), 0), ("<f8", (8,), 130)], "offset 130"),  # unaligned
+        ([("<f8", (8,), 128), ("u1", (100,), 0)], "offset 128"),  # out of order
+        ([("u1", (100,), 0), ("<f8", (8,), 0)], "offset 0"),  # both claim the same bytes
+        ([("u1", (100,), 0)], "192"),  # the second array's bytes belong to no array
+        ([("u1", (100,), 0), ("<f8", (9,), 128)], "past the end"),
+        ([("u1", (100,), 0), ("<f8", (8,), 2**64 - 1)], "offset"),
+    ],
+    ids=repr,
+)
+def test_declared_sizes_must_match_the_stored_bytes(refs, fragment):
+    """Arrays fill the blob in header order, each padded to 64 bytes: a size or offset that does not fit is
+    corruption, not a smaller (or aliased) array."""
+    blob, _, _ = _two_arrays_blob()
+    arrays = [array_ref(np.dtype(dtype), shape, offset) for dtype, shape, offset in refs]
+    assert_decode_error(sqmp_object([["k", arrays]], blob), fragment)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "raw"),
+    [
+        (b"|S0", (2**34,), b""),  # reported: a scalar that was a 16 GiB array
+        (b"<i4", (2,), bytes(8)),  # a scalar is 0-d
+        (b"<i4", (), bytes(3)),  # too short ...
+        (b"<i4", (), bytes(5)),  # ... and too long
+        (b"|V0", (), b"\x00"),
+    ],
+    ids=repr,
+)
+def test_numpy_scalar_must_declare_exactly_its_bytes(dtype, shape, raw):
+    assert_decode_error(sqmp_object([["k", scalar_ref(dtype, shape, raw)]]))
+
+
+@pytest.mark.parametrize("dtype", [b"(3,)<i4", b"2<f8", b"(2,2)u1"], ids=repr)
+def test_sub_array_dtype_as_an_array_dtype_is_a_decode_error(dtype):
+    """numpy never gives an array a sub-array dtype (it moves the sub-shape into the shape), so the encoder never
+    writes one; one read would make an array whose shape is not the declared one."""
+    assert_decode_error(sqmp_object([["k", array_ref(dtype, (2,), 0)]], bytes(64)), "sub-array")
+    assert_decode_error(sqmp_object([["k", scalar_ref(dtype, (), bytes(32))]]), "sub-array")
+
+
 # --- corrupt jsonl -----------------------------------------------------------------------------------------------
 
 
@@ -893,6 +1061,146 @@ def test_gzip_bomb_is_refused_without_expanding_it(gzip_bomb):
     assert peak < 10 * MB, f"decompressing with a 1 MB cap allocated {peak} bytes"
     assert SOURCE in str(info.value)
     assert str(MB) in str(info.value) and "cap" in str(info.value)
+
+
+def with_trailer_size(data: bytes, size: int) -> bytes:
+    """`data` (gzip) with the size field of its last member's trailer (ISIZE, its last 4 bytes) replaced."""
+    return data[:-4] + struct.pack("<I", size)
+
+
+def traced_peak(call: Any) -> tuple[Any, int]:
+    """What `call()` returns (or the `DecodeError` it raises) and the peak of Python-allocated memory meanwhile."""
+    tracemalloc.start()
+    try:
+        try:
+            result = call()
+        except DecodeError as exc:
+            result = exc
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def test_gzip_trailer_over_the_cap_is_refused_before_inflating(gzip_bomb):
+    error, peak = traced_peak(lambda: decompress(gzip_bomb, "gzip", SOURCE, max_size=MB))
+    assert isinstance(error, DecodeError)
+    assert SOURCE in str(error) and str(MB) in str(error) and str(50 * MB) in str(error)
+    assert peak < 64 * 1024, f"a bomb whose trailer admits it was inflated: {peak} bytes allocated"
+
+
+def _text_like(size: int) -> bytes:
+    """Compressible bytes (about 3:1), like a shard's keys and labels: random words of a small vocabulary."""
+    vocabulary = np.frombuffer(b"".join(b"%07d " % i for i in range(4096)), "S8")
+    return vocabulary[np.random.default_rng(1).integers(0, 4096, size // 8)].tobytes()
+
+
+def _gzip(data: bytes, level: int = 1) -> bytes:
+    """One gzip member (level 1: the tests need the stream's shape, not its size, and level 9 takes seconds)."""
+    return zlib.compress(data, level, wbits=31)
+
+
+GZIP_STREAMS = {  # name: (how to compress, whether the last trailer gives the whole size)
+    "one member": (_gzip, True),
+    "stored blocks": (lambda data: _gzip(data, 0), True),
+    "bgzf-like members, last one empty": (
+        lambda data: b"".join(_gzip(data[i : i + 65536]) for i in range(0, len(data), 65536)) + _gzip(b""),
+        False,
+    ),
+    "a big member then a small one": (lambda data: _gzip(data[:-100]) + _gzip(data[-100:]), False),
+}
+
+
+@pytest.mark.parametrize("stream", sorted(GZIP_STREAMS))
+def test_gzip_inflates_within_its_output_size_plus_a_constant(stream):
+    """Reported: inflating held about twice the output (a list of parts, then their join). One member goes
+    into a buffer of exactly its size; multi-member data grows one buffer in place, for which CPython reserves
+    up to an eighth more (reserved, not touched: it costs address space, not memory)."""
+    pack, sized_by_trailer = GZIP_STREAMS[stream]
+    data = _text_like(16 * MB)
+    packed = pack(data)
+    out, peak = traced_peak(lambda: decompress(packed, "gzip", SOURCE))
+    assert out == data
+    limit = len(data) + MB if sized_by_trailer else len(data) * 9 // 8 + MB
+    assert peak < limit, f"inflating {len(data)} bytes allocated up to {peak}"
+
+
+@pytest.mark.parametrize("declared", [0, 1000, 3 * MB], ids=str)
+def test_lying_gzip_bomb_costs_at_most_the_cap(gzip_bomb, declared):
+    """A trailer that understates the size cannot be told from multi-member data before the member ends: the
+    cap, not twice the cap, bounds what it costs."""
+    liar = with_trailer_size(gzip_bomb, declared)
+    error, peak = traced_peak(lambda: decompress(liar, "gzip", SOURCE, max_size=4 * MB))
+    assert isinstance(error, DecodeError) and SOURCE in str(error) and "cap" in str(error)
+    assert peak < 4 * MB * 9 // 8 + MB, f"a 4 MB cap let a lying bomb allocate {peak} bytes"
+
+
+@pytest.mark.parametrize("change", [-1, +1, -50_000, +50_000], ids=lambda c: f"{c:+}")
+def test_lying_gzip_trailer_is_refused(change):
+    data = _text_like(100_000)
+    packed = with_trailer_size(compress(data, "gzip"), len(data) + change)
+    with pytest.raises(DecodeError) as info:
+        decompress(packed, "gzip", SOURCE)
+    assert SOURCE in str(info.value)
+
+
+def test_gzip_trailer_deflate_cannot_reach_is_refused_before_allocating():
+    """Deflate expands at most 1032:1, so a 30-byte object declaring a gigabyte is corrupt: refused, not given a
+    gigabyte buffer to fill."""
+    packed = with_trailer_size(gzip.compress(b"tiny"), GIB)
+    error, peak = traced_peak(lambda: decompress(packed, "gzip", SOURCE))
+    assert isinstance(error, DecodeError) and SOURCE in str(error) and str(GIB) in str(error)
+    assert peak < 64 * 1024
+
+
+CONCURRENT_BOMBS = """
+import json, resource, sys, zlib
+from concurrent.futures import ThreadPoolExecutor
+from squirrel.codec import decompress
+from squirrel.errors import DecodeError
+
+count, cap, honest = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "honest"
+packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+zeros = bytes(1 << 20)
+bomb = b"".join(packer.compress(zeros) for _ in range(cap * 3 // 2 >> 20)) + packer.flush()
+del zeros, packer
+if not honest:
+    bomb = bomb[:-4] + (1000).to_bytes(4, "little")
+
+def inflate(_):
+    try:
+        decompress(bomb, "gzip", "bomb", max_size=cap)
+    except DecodeError as exc:
+        return "cap" in str(exc)
+    return False
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with ThreadPoolExecutor(count) as pool:
+    refused = sum(pool.map(inflate, range(count)))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"refused": refused, "growth": (after - before) * 1024}))
+"""
+
+
+@pytest.mark.parametrize("honest", [True, False], ids=["honest-trailer", "lying-trailer"])
+def test_concurrent_gzip_bombs_cost_one_cap_between_them(honest):
+    """Reported: 8 bombs under a 256 MiB cap peaked at 2.1 GiB. Each bomb here inflates to 1.5 times the cap; in a
+    fresh process (so no other test's peak counts), the peak RSS growth of inflating them in threads is measured.
+    Honest trailers are refused without inflating; lying ones run past their declared size one at a time, so
+    together they cost the cap (and a piece of zlib's output: CPython's reserve when growing a buffer is not
+    touched, so not resident), not one cap each."""
+    count, cap = 8, 64 * MB
+    run = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_BOMBS, str(count), str(cap), "honest" if honest else "lying"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(run.stdout)
+    assert result["refused"] == count
+    limit = cap if honest else cap + count * 2 * MB  # the cap, and a piece of zlib's output per bomb
+    assert result["growth"] < limit, f"{count} bombs under a {cap} byte cap grew RSS by {result['growth']}"
 
 
 def test_gzip_cap_is_exact_and_counts_all_members():

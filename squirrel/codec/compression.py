@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import zlib
 
 from squirrel.errors import DecodeError
@@ -19,6 +21,15 @@ _GZIP_LEVEL = 6
 _PROBE_BYTES = 8 * 1024
 _PROBES = 8
 _INCOMPRESSIBLE = 0.97  # probes that shrink by less than 3% mean the data is not worth compressing
+_MIN_MEMBER_BYTES = 20  # a 10-byte header, an empty deflate block, an 8-byte trailer (CRC-32, size)
+_MAX_DEFLATE_RATIO = 1032  # deflate's largest expansion: 258 bytes from a 2-bit length/distance pair
+_INPUT_PIECE = 64 * 1024
+_OUTPUT_PIECE = 256 * 1024
+
+_BEYOND_DECLARED = threading.Lock()
+"""Held by the one inflation at a time whose output has passed what its trailer declared (multi-member data,
+or a bomb with a lying trailer): together, objects in flight then hold at most their declared sizes, one
+cap, and a piece each, however many bombs arrive at once."""
 
 
 def check_compression(compression: str | None) -> str | None:
@@ -60,31 +71,78 @@ def decompress(
 ) -> bytes | bytearray | memoryview:
     """Decompress `data` (all gzip members), refusing output larger than `max_size` bytes.
 
-    Truncated or corrupt input raises `DecodeError` naming `source`.
+    Memory stays at most the output (or the cap) plus a constant: the inflated bytes go straight into one
+    buffer, sized by the size the last member's trailer declares (ISIZE; exact for what `compress`
+    writes, a single member) and grown in place only for multi-member data. A trailer declaring more than
+    `max_size` is refused before anything is inflated, so an honest bomb costs nothing; a lying or
+    multi-member one is stopped at the cap, and only one such inflation runs past its declared size at a
+    time (others wait for it), so concurrent bombs cost one cap between them, not one each. `DecodeError`
+    naming `source` for that, and for truncated or corrupt input (zlib checks each member's CRC and size
+    against its trailer).
     """
     if compression is None:
         return data
     check_compression(compression)
-    parts: list[bytes] = []
-    total = 0
-    inflater = zlib.decompressobj(_GZIP_WBITS)
-    pending = data
+    declared = _declared_size(data, source, max_size)
     try:
-        while True:
-            chunk = inflater.decompress(pending, max_size - total + 1)
-            total += len(chunk)
-            if total > max_size:
-                raise DecodeError(f"{source}: gzip data expands past the cap of {max_size} bytes")
-            parts.append(chunk)
-            if inflater.eof:
-                pending = inflater.unused_data
-                if not pending:
-                    break
-                inflater = zlib.decompressobj(_GZIP_WBITS)
-                continue
-            if not chunk and not inflater.unconsumed_tail:
-                raise DecodeError(f"{source}: gzip data is truncated")
-            pending = inflater.unconsumed_tail
+        return _inflate(memoryview(data), declared, source, max_size)
     except zlib.error as exc:
         raise DecodeError(f"{source}: corrupt gzip data ({exc})") from None
-    return b"".join(parts)
+
+
+def _declared_size(data: bytes | bytearray | memoryview, source: str, max_size: int) -> int:
+    """The size the last gzip member's trailer declares (its last 4 bytes: the size modulo 2**32), or 0 when
+    `data` is too short to hold a member (inflating it then reports the truncation).
+
+    `DecodeError` if it exceeds `max_size` (modulo 2**32 it can only understate), or what deflate could
+    produce from `data` at all (corrupt, and no reason to reserve that much memory).
+    """
+    if len(data) < _MIN_MEMBER_BYTES:
+        return 0
+    declared = int.from_bytes(data[-4:], "little")
+    if declared > max_size:
+        raise DecodeError(
+            f"{source}: gzip data expands past the cap of {max_size} bytes (its trailer declares {declared} bytes)"
+        )
+    if declared > _MAX_DEFLATE_RATIO * len(data):
+        raise DecodeError(
+            f"{source}: corrupt or truncated gzip data (its trailer declares {declared} bytes, more than deflate "
+            f"can expand {len(data)} bytes to)"
+        )
+    return declared
+
+
+def _inflate(data: memoryview, declared: int, source: str, max_size: int) -> bytearray:
+    """Inflate every member of `data` into one buffer of `declared` bytes, grown in place if they hold more.
+
+    Input goes to zlib a piece at a time and output comes back a piece at a time, so besides the buffer
+    only a piece of each is held (zlib copies unconsumed input: whole-input calls would copy it over and over).
+    """
+    out = bytearray(declared)
+    filled = 0
+    fed = 0
+    pending: bytes | memoryview = b""
+    inflater = zlib.decompressobj(_GZIP_WBITS)
+    beyond = False
+    with contextlib.ExitStack() as held:
+        while True:
+            if not pending and fed < len(data):
+                pending = data[fed : fed + _INPUT_PIECE]
+                fed += len(pending)
+            piece = inflater.decompress(pending, _OUTPUT_PIECE)
+            end = filled + len(piece)
+            if end > max_size:
+                raise DecodeError(f"{source}: gzip data expands past the cap of {max_size} bytes")
+            if end > declared and not beyond:  # past the trailer's word: one such inflation at a time
+                beyond = held.enter_context(_BEYOND_DECLARED)
+            out[filled:end] = piece  # a copy into place; past the end, it grows the buffer (multi-member data)
+            filled = end
+            if inflater.eof:
+                pending = inflater.unused_data
+                if not pending and fed == len(data):
+                    return out  # zlib checked the last member's size, so `filled == len(out)`
+                inflater = zlib.decompressobj(_GZIP_WBITS)
+            else:
+                pending = inflater.unconsumed_tail
+                if not piece and not pending and fed == len(data):
+                    raise DecodeError(f"{source}: gzip data is truncated")

@@ -13,10 +13,19 @@ arrays become read-only views into the object's bytes (no copy, aligned), so a s
 object's buffer alive. Numpy scalars are ext type 2 with their bytes inline. Tuples are written as
 lists; int dict keys round-trip. Nothing is ever pickled: object arrays are refused on write and read.
 Truncation anywhere is detected: the prefix fixes the total length.
+
+Declared sizes are checked against the stored bytes, so no header can make an array larger than its
+object: arrays fill the blob in the order the header lists them, each padded to 64 bytes, so each
+array's offset must be where the one before it ends, and together they must end where the blob ends; a
+scalar's head is followed by exactly its bytes. An array of no bytes (a zero dimension, or a zero-size
+dtype such as ``|S0`` or ``[]``) is bounded too: one slice of it (its non-zero dimensions) may not take
+more than `DEFAULT_MAX_DECOMPRESSED_SIZE` bytes (counting a zero-size element as one byte), and an array
+of a zero-size dtype may not have more elements than its object has bytes.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +34,7 @@ import msgpack
 import numpy as np
 
 from squirrel.codec.base import Buffer, dtype_from_text
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
 from squirrel.sample import Sample, validate_keys
 
@@ -53,6 +63,7 @@ _DTYPE_DESCR = 1  # structured or sub-array dtype, given as a msgpack-packed num
 _ARRAY_HEAD = struct.Struct("<BBH")  # dtype encoding, ndim, dtype-bytes length
 _U64 = struct.Struct("<Q")
 _DIMS = [struct.Struct(f"<{n}Q") for n in range(65)]  # numpy allows at most 32 dimensions (64 in numpy 2)
+_NO_BYTES = b""  # what arrays of no bytes view
 _dtype_cache: dict[bytes, np.dtype[Any]] = {}
 _PLAIN_BASES: tuple[type[Any], ...] = (bool, int, float, str, bytes, list, dict)
 """Types msgpack packs as they are; under ``strict_types`` their subclasses reach `default`, packed as the base."""
@@ -94,6 +105,10 @@ def _parse_dtype(kind: int, raw: bytes) -> np.dtype[Any]:
         raise ValueError(f"unknown dtype encoding {kind}")
     if dtype.hasobject:
         raise UnsafePayloadError(f"refusing a numpy array of dtype {dtype}: object arrays need pickle")
+    if dtype.subdtype is not None:  # numpy moves a sub-array dtype's shape into the array's: never written
+        raise DecodeError(
+            f"sub-array dtype {dtype} cannot be an array's dtype (its shape would not be the declared one)"
+        )
     if kind == _DTYPE_PLAIN and len(_dtype_cache) < 1024:
         _dtype_cache[raw] = dtype
     return dtype
@@ -113,15 +128,32 @@ def _array_head(array: npt.NDArray[Any]) -> bytes:
 
 
 def _parse_array_head(payload: bytes) -> tuple[np.dtype[Any], tuple[int, ...], int, int]:
-    """dtype, shape, byte size, and where the bytes after the head start."""
+    """dtype, shape, byte size, and where the bytes after the head start.
+
+    Raises `DecodeError` for an array of no bytes whose shape is absurd (see `_check_empty_shape`).
+    """
     kind, ndim, dtype_len = _ARRAY_HEAD.unpack_from(payload, 0)
     offset = _ARRAY_HEAD.size + dtype_len
     dtype = _parse_dtype(kind, payload[_ARRAY_HEAD.size : offset])
     shape = _DIMS[ndim].unpack_from(payload, offset)
-    count = 1
-    for dim in shape:
-        count *= dim
-    return dtype, shape, count * dtype.itemsize, offset + 8 * ndim
+    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow, however large the dimensions
+    if nbytes == 0:
+        _check_empty_shape(dtype, shape)
+    return dtype, shape, nbytes, offset + 8 * ndim
+
+
+def _check_empty_shape(dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+    """Refuse an array of no bytes whose one slice would be larger than the largest object squirrel reads.
+
+    Such an array costs nothing itself, but its shape is corruption, and numpy turns ``|S0``/``<U0``
+    elements into real bytes as soon as it copies them; code allocating by the shape would be bombed too.
+    """
+    extent = math.prod(dim for dim in shape if dim) * max(dtype.itemsize, 1)
+    if extent > DEFAULT_MAX_DECOMPRESSED_SIZE:
+        raise DecodeError(
+            f"array of shape {shape} and dtype {dtype} is absurd: one slice of it would take {extent} bytes, "
+            f"more than the {DEFAULT_MAX_DECOMPRESSED_SIZE} bytes of the largest object squirrel reads"
+        )
 
 
 _layouts: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], int]] = {}
@@ -143,13 +175,26 @@ def _array_layout(head: bytes) -> tuple[np.dtype[Any], tuple[int, ...], int]:
 def _view(
     buffer: Buffer, dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int, start: int, end: int
 ) -> npt.NDArray[Any]:
-    """A read-only view of `buffer[start:start + nbytes]`, which must end by `end`."""
+    """A read-only view of `buffer[start:start + nbytes]`, which must end by `end`.
+
+    An array of no bytes is a new empty one, or for a zero-size dtype a view of an empty constant
+    (``np.zeros`` would turn ``|S0`` into ``|S1``) with at most one element per byte of `buffer`, else
+    `DecodeError` (numpy's copies give each element a byte or more).
+    """
     if start + nbytes > end:
-        raise ValueError(f"array of shape {shape} and dtype {dtype} runs past the end of its data")
-    if nbytes == 0 or dtype.itemsize == 0:
-        return np.zeros(shape, dtype)
-    array = np.ndarray(shape, dtype, buffer, start)
-    array.flags.writeable = False  # the buffer may be a (recycled) bytearray
+        raise DecodeError(f"array of shape {shape} and dtype {dtype} runs past the end of its data")
+    if nbytes:
+        array = np.ndarray(shape, dtype, buffer, start)
+    elif dtype.itemsize:
+        array = np.zeros(shape, dtype)
+    elif math.prod(shape) <= len(buffer):
+        array = np.ndarray(shape, dtype, _NO_BYTES)
+    else:
+        raise DecodeError(
+            f"array of shape {shape} and zero-size dtype {dtype} declares more elements than its "
+            f"object's {len(buffer)} bytes could hold"
+        )
+    array.setflags(write=False)  # the buffer may be a (recycled) bytearray; faster than `.flags.writeable`
     return array
 
 
@@ -210,8 +255,8 @@ def pack_value(value: Any) -> bytes:
 # -- decoding --------------------------------------------------------------------------------------
 
 
-def unpack_value(data: Buffer, source: str = "<bytes>") -> Any:
-    """Parse bytes written by `pack_value`; raise `DecodeError` naming `source` if they are bad."""
+def _parse_prefix(data: Buffer, source: str) -> tuple[int, int, int]:
+    """Header length, blob start and blob length; `DecodeError` unless `data` is exactly that long."""
     try:
         magic, version, _flags, header_length, blob_length = _PREFIX.unpack_from(data, 0)
     except struct.error:
@@ -224,26 +269,65 @@ def unpack_value(data: Buffer, source: str = "<bytes>") -> Any:
     if len(data) != blob_start + blob_length:
         problem = "truncated" if len(data) < blob_start + blob_length else "has trailing bytes"
         raise DecodeError(f"{source}: {problem}: {len(data)} bytes, expected {blob_start + blob_length}")
+    return header_length, blob_start, blob_length
 
-    blob_end = blob_start + blob_length
 
-    def ext_hook(code: int, payload: bytes) -> Any:
+def _scalar(payload: bytes) -> Any:
+    """The numpy scalar of an ext type 2 payload: a 0-d head followed by exactly its bytes."""
+    dtype, shape, nbytes, offset = _parse_array_head(payload)
+    if shape or offset + nbytes != len(payload):
+        raise DecodeError(
+            f"numpy scalar of dtype {dtype} declares shape {shape} and {nbytes} bytes, but has "
+            f"{len(payload) - offset} bytes (a scalar is 0-d, its bytes follow its head exactly)"
+        )
+    return _view(payload, dtype, shape, nbytes, offset, len(payload))[()]
+
+
+class _Blob:
+    """The ext hook of one object's header: arrays become views of its blob, which they must fill in header
+    order (each at the offset where the one before it ends, padded), so no array claims bytes it lacks."""
+
+    __slots__ = ("data", "end", "filled", "start")
+
+    def __init__(self, data: Buffer, start: int, length: int) -> None:
+        self.data = data
+        self.start = start
+        self.end = start + length
+        self.filled = 0
+        """Where the next array's bytes must start, from the blob's start."""
+
+    def ext_hook(self, code: int, payload: bytes) -> Any:
+        """An array or scalar from its ext payload; `DecodeError` if its declared size does not fit."""
         if code == EXT_NDARRAY:
             dtype, shape, nbytes = _array_layout(payload[:-8])
-            start = blob_start + _U64.unpack_from(payload, len(payload) - 8)[0]
-            return _view(data, dtype, shape, nbytes, start, blob_end)
+            offset = _U64.unpack_from(payload, len(payload) - 8)[0]
+            if offset != self.filled:
+                raise DecodeError(
+                    f"array of shape {shape} and dtype {dtype} is at blob offset {offset}, but the arrays "
+                    f"before it end at offset {self.filled}"
+                )
+            end = offset + nbytes
+            self.filled = end + (-end % _ALIGN)  # `_aligned`, inlined: this runs once per array
+            return _view(self.data, dtype, shape, nbytes, self.start + offset, self.end)
         if code == EXT_NUMPY_SCALAR:
-            dtype, shape, nbytes, offset = _parse_array_head(payload)
-            return _view(payload, dtype, shape, nbytes, offset, len(payload))[()]
+            return _scalar(payload)
         raise ValueError(f"unknown msgpack ext type {code}")
 
+
+def unpack_value(data: Buffer, source: str = "<bytes>") -> Any:
+    """Parse bytes written by `pack_value`; raise `DecodeError` naming `source` if they are bad."""
+    header_length, blob_start, blob_length = _parse_prefix(data, source)
+    blob = _Blob(data, blob_start, blob_length)
     header = memoryview(data)[_PREFIX.size : _PREFIX.size + header_length]
     try:
-        return msgpack.unpackb(header, ext_hook=ext_hook, raw=False, strict_map_key=False, use_list=True)
+        value = msgpack.unpackb(header, ext_hook=blob.ext_hook, raw=False, strict_map_key=False, use_list=True)
     except DecodeError as exc:
         raise type(exc)(f"{source}: {exc}") from None
     except Exception as exc:  # msgpack raises ValueError, ExtraData, FormatError, StackError, ...
         raise DecodeError(f"{source}: corrupt squirrel messagepack header ({type(exc).__name__}: {exc})") from None
+    if blob.filled != blob_length:
+        raise DecodeError(f"{source}: its arrays' declared sizes fill {blob.filled} of its {blob_length} blob bytes")
+    return value
 
 
 class MessagepackCodec:
