@@ -4,22 +4,26 @@ Values are written as text and read back as strings, unless a `dtypes` mapping n
 column (``{"label": int}``). A ``key`` column holds each sample's key; a file without one gives keys
 ``"<shard>:<row>"`` (rows counted from 0). A row with more fields than the header is an error; one with
 fewer is padded with empty strings. Decoding is incremental (`CsvDecoder`): a file of any size is parsed
-in pieces of bounded size, gzip included, with RFC 4180 quoting (quoted fields may hold delimiters and
-newlines).
+in pieces of bounded size, gzip included (up to a cap on its inflated size), and rows come out exactly as
+Python's `csv.reader` gives them: RFC 4180 quoting (quoted fields may hold delimiters and newlines), and a
+quote inside an unquoted field is a plain character.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
+import itertools
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from squirrel.codec.compression import check_compression
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
 from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_key
 
@@ -38,6 +42,18 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 """Longest record accepted; a longer one is almost surely an unbalanced quote that would swallow the file."""
 
 _GZIP_WBITS = 31
+
+_INFLATE_INPUT_BYTES = 64 * 1024
+"""Compressed bytes inflated at once: zlib copies what it has not used yet on each call, so a slice bounds
+that copy (a 4 MiB chunk of a bomb, inflated a piece at a time, copied gigabytes)."""
+
+_BLANK_RUN = re.compile(r"[\r\n]{64,}")
+"""A run of line ends long enough to skip past rather than hand to the csv module line by line."""
+
+_DENSE_LINE_ENDS = 8
+"""Text is searched for runs of line ends only when at least one character in this many is a line end:
+elsewhere blank lines cost little, and the search (a regex scan, tens of ns a character) would cost more."""
+
 
 Dtypes = Mapping[str, Callable[[str], Any]]
 
@@ -86,15 +102,31 @@ class CsvCodec:
             writer.writerow([row.get(column, "") for column in header])
         return out.getvalue().encode("utf-8")
 
-    def decoder(self, source: str, shard: str, compression: str | None = None) -> CsvDecoder:
-        """An incremental decoder for the object `source` holding shard `shard`."""
-        return CsvDecoder(source, shard, compression, self.dtypes)
+    def decoder(
+        self,
+        source: str,
+        shard: str,
+        compression: str | None = None,
+        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+    ) -> CsvDecoder:
+        """An incremental decoder for the object `source` holding shard `shard` (see `CsvDecoder`)."""
+        return CsvDecoder(source, shard, compression, self.dtypes, max_decompressed_size)
 
-    def decode(self, data: Buffer, source: str, shard: str | None = None) -> list[Sample]:
-        """Every sample of an uncompressed csv object; `shard` (default: the file's stem) names keyless rows."""
+    def decode(
+        self,
+        data: Buffer,
+        source: str,
+        shard: str | None = None,
+        *,
+        compression: str | None = None,
+        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+    ) -> list[Sample]:
+        """Every sample of a csv object, given its stored bytes; `shard` (default: the file's stem) names
+        keyless rows. Gzip `data` is inflated a piece at a time: `DecodeError` once it passes
+        `max_decompressed_size` bytes, as for any bad data (see `CsvDecoder.feed`)."""
         if shard is None:
             shard = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
-        decoder = self.decoder(source, shard)
+        decoder = self.decoder(source, shard, compression, max_decompressed_size)
         samples = [sample for batch in decoder.feed(data) for sample in batch]
         samples.extend(decoder.finish())
         return samples
@@ -103,52 +135,83 @@ class CsvCodec:
 class CsvDecoder:
     """Parses a csv object fed in chunks of any size, in order; yields samples of complete records.
 
-    Feed raw (possibly gzip-compressed) bytes with `feed`, which yields batches of samples, each from at
-    most `PIECE_BYTES` of text, then call `finish`. Memory stays at a piece, its samples and one partial
-    record, whatever the size of the object. Pure: no I/O.
+    Feed raw (possibly gzip-compressed) bytes with `feed`, which yields batches of samples, then call
+    `finish`. Python's csv module (dialect excel) parses the text and decides where each record ends, so
+    quoting means here exactly what it means to `csv.reader` (a quote inside an unquoted field is a plain
+    character). Memory stays at a piece of `PIECE_BYTES`, its samples and one unfinished record (at most
+    `MAX_RECORD_BYTES`), whatever the size of the object. Gzip input inflating past `max_size` bytes is
+    refused. Pure: no I/O.
     """
 
-    def __init__(self, source: str, shard: str, compression: str | None, dtypes: Dtypes) -> None:
+    def __init__(
+        self,
+        source: str,
+        shard: str,
+        compression: str | None,
+        dtypes: Dtypes,
+        max_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+    ) -> None:
         self.source = source
         self.shard = shard
         self.dtypes = dtypes
-        self._inflater = zlib.decompressobj(_GZIP_WBITS) if check_compression(compression) else None
+        self.max_size = max_size
+        self._gzip = check_compression(compression) is not None
+        self._inflater = zlib.decompressobj(_GZIP_WBITS)
+        self._inflated = 0
         self._pending = bytearray()
+        self._parse_at = 0  # `_pending` is parsed again once this long (see `feed`)
+        self._at_start = True
         self._header: list[str] | None = None
         self._keyed = False
         self._lines = 0
         self._rows = 0
 
     def feed(self, chunk: Buffer) -> Iterator[list[Sample]]:
-        """Batches of the samples whose records end in `chunk` (a later chunk completes the rest)."""
+        """Batches of the samples whose records end in `chunk` (a later chunk completes the rest).
+
+        `DecodeError` for text that is not csv, a row the header does not fit, gzip data that is corrupt
+        or inflates past `max_size`, or a record longer than `MAX_RECORD_BYTES`.
+        """
         for text in self._inflate(chunk):
             self._pending += text
-            end = _record_end(self._pending)
-            if end:
-                complete = self._pending[:end]
-                del self._pending[:end]
-                yield self._parse(complete)
+            # An unfinished record is parsed again only once the text held has doubled: a long record
+            # costs its length a few times over, not once per piece.
+            if len(self._pending) < self._parse_at:
+                continue
+            end = _lines_end(self._pending)
+            samples = self._parse(end, final=False) if end else []
             if len(self._pending) > MAX_RECORD_BYTES:
                 raise DecodeError(
-                    f"{self.source}: no record ends within {MAX_RECORD_BYTES} bytes after line {self._lines} "
-                    "(an unbalanced quote?)"
+                    f"{self.source}: the record starting at line {self._lines + 1} runs past {MAX_RECORD_BYTES} "
+                    "bytes (an unbalanced quote?)"
                 )
+            self._parse_at = min(2 * len(self._pending), MAX_RECORD_BYTES + 1)
+            if samples:
+                yield samples
 
     def finish(self) -> list[Sample]:
-        """The samples of the last record (which may lack a final newline); checks gzip is complete."""
-        if self._inflater is not None and not self._inflater.eof:
+        """The samples of the last records (the last may lack a final newline); checks gzip is complete."""
+        if self._gzip and not self._inflater.eof:
             raise DecodeError(f"{self.source}: gzip data is truncated")
-        rest, self._pending = self._pending, bytearray()
-        return self._parse(rest) if rest else []
+        return self._parse(len(self._pending), final=True) if self._pending else []
 
     def _inflate(self, chunk: Buffer) -> Iterator[Buffer]:
-        if self._inflater is None:
-            view = memoryview(chunk)
+        view = memoryview(chunk)
+        if not self._gzip:
             for start in range(0, len(view), PIECE_BYTES):
                 yield view[start : start + PIECE_BYTES]
             return
-        data = chunk
-        if data and self._inflater.eof:  # the last gzip member ended: another one follows
+        # zlib copies the input it has not used yet on every call: slices keep that copy small.
+        for start in range(0, len(view), _INFLATE_INPUT_BYTES):
+            for text in self._inflate_slice(view[start : start + _INFLATE_INPUT_BYTES]):
+                self._inflated += len(text)
+                if self._inflated > self.max_size:
+                    raise DecodeError(f"{self.source}: gzip data expands past the cap of {self.max_size} bytes")
+                yield text
+
+    def _inflate_slice(self, data: Buffer) -> Iterator[bytes]:
+        """The text of compressed `data`, in pieces of at most `PIECE_BYTES`, across gzip members."""
+        if self._inflater.eof:  # the last gzip member ended: another one follows
             self._inflater = zlib.decompressobj(_GZIP_WBITS)
         try:
             while True:
@@ -167,28 +230,71 @@ class CsvDecoder:
         except zlib.error as exc:
             raise DecodeError(f"{self.source}: corrupt gzip data ({exc})") from None
 
-    def _parse(self, data: bytearray) -> list[Sample]:
-        if self._lines == 0 and data.startswith(codecs.BOM_UTF8):
-            data = data[len(codecs.BOM_UTF8) :]
+    def _parse(self, end: int, final: bool) -> list[Sample]:
+        """The samples of the records in the first `end` bytes of the text held (whole lines), which are
+        dropped; an unfinished last record stays, unless `final` (the end of the object)."""
+        if self._at_start:
+            self._at_start = False
+            if self._pending.startswith(codecs.BOM_UTF8):
+                del self._pending[: len(codecs.BOM_UTF8)]
+                end -= len(codecs.BOM_UTF8)
         try:
-            text = data.decode("utf-8")
+            text = self._pending[:end].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"{self.source}: not UTF-8 text after line {self._lines} ({exc.reason})") from None
-        reader = csv.reader(io.StringIO(text, newline=""))
-        samples = []
-        before = 0  # lines of `text` before the current record
+        samples: list[Sample] = []
+        used = self._read_text(text, final, samples)
+        del self._pending[: end - len(text[used:].encode("utf-8"))]
+        return samples
+
+    def _read_text(self, text: str, final: bool, samples: list[Sample]) -> int:
+        """Read the records of `text` into `samples`; return the characters they take (all if `final`).
+
+        Runs of blank lines are skipped without the csv module, which takes a quarter of a microsecond
+        for each (a gzip bomb of newlines is a billion of them). A run is blank lines only if the text
+        before it ends outside quotes: if not, the rest of `text` is read in one go.
+        """
+        start = 0
+        for run_start, run_end in _blank_runs(text):
+            stop = _end_of_line(text, run_start, start)
+            if stop > start:
+                used, complete = self._read_records(text[start:stop], False, samples)
+                if not complete:
+                    more, _ = self._read_records(text[start + used :], final, samples)
+                    return start + used + more
+            self._lines += _count_lines(text, stop, run_end)
+            start = run_end
+        used, _ = self._read_records(text[start:], final, samples)
+        return start + used
+
+    def _read_records(self, text: str, final: bool, samples: list[Sample]) -> tuple[int, bool]:
+        """Read the records of `text` (whole lines, from a record start) into `samples`; return the
+        characters they take, and whether that is all of `text`.
+
+        The csv module itself tells where its last record ends: when it runs out of lines inside a quoted
+        field it returns what it has as a record, and asks for one line more than `text` holds first.
+        That record is left for the next call, with more text, unless `final`.
+        """
+        lines = io.StringIO(text, newline="")
+        ran_out: list[bool] = []  # after the last line, the reader's next request appends to it (and stops)
+        reader = csv.reader(itertools.chain(lines, iter(functools.partial(ran_out.append, True), None)))
+        used = 0  # characters of the records read
+        read = 0  # lines of the records read
         try:
             for row in reader:
-                line = self._lines + before + 1  # where this record starts
-                before = reader.line_num
+                if ran_out and not final:
+                    self._lines += read
+                    return used, False
+                line = self._lines + read + 1  # where this record starts
+                read, used = reader.line_num, lines.tell()
                 if row:
                     sample = self._sample(row, line)
                     if sample is not None:
                         samples.append(sample)
         except csv.Error as exc:
-            raise DecodeError(f"{self.source}: line {self._lines + before + 1} is not valid csv ({exc})") from None
-        self._lines += reader.line_num
-        return samples
+            raise DecodeError(f"{self.source}: line {self._lines + read + 1} is not valid csv ({exc})") from None
+        self._lines += read
+        return len(text), True
 
     def _sample(self, row: list[str], line: int) -> Sample | None:
         if self._header is None:
@@ -227,20 +333,27 @@ class CsvDecoder:
         self._keyed = KEY_COLUMN in header
 
 
-def _record_end(buffer: bytearray) -> int:
-    """Index just past the last newline of `buffer` that ends a record (is outside quotes), or 0.
+def _lines_end(buffer: bytearray) -> int:
+    """Index just past the last line end of `buffer`, or 0 if it holds none (a CR as its last byte may be
+    the start of a CRLF: it does not count yet)."""
+    return max(buffer.rfind(b"\n"), buffer.rfind(b"\r", 0, len(buffer) - 1)) + 1
 
-    Under RFC 4180 quoting every quote inside a quoted field is doubled, so a newline is outside quotes
-    exactly when an even number of quote characters precedes it.
-    """
-    end = buffer.rfind(b"\n")
-    if end < 0:
-        return 0
-    quotes = buffer.count(b'"', 0, end)
-    while quotes % 2:
-        previous = buffer.rfind(b"\n", 0, end)
-        if previous < 0:
-            return 0
-        quotes -= buffer.count(b'"', previous, end)
-        end = previous
-    return end + 1
+
+def _blank_runs(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of `_BLANK_RUN` line ends in `text`, in order, if line ends are dense in it."""
+    if (text.count("\n") + text.count("\r")) * _DENSE_LINE_ENDS >= len(text):
+        for run in _BLANK_RUN.finditer(text):
+            yield run.span()
+
+
+def _end_of_line(text: str, at: int, start: int) -> int:
+    """Where the line whose end is at index `at` of `text` ends (past its LF, CR or CRLF); `at` itself if the
+    line starts there (`at == start`: blank lines only)."""
+    if at == start:
+        return at
+    return at + 2 if text.startswith("\r\n", at) else at + 1
+
+
+def _count_lines(text: str, start: int, end: int) -> int:
+    """The line ends (LF, CR or CRLF, as the csv module counts them) in `text[start:end]`."""
+    return text.count("\n", start, end) + text.count("\r", start, end) - text.count("\r\n", start, end)
