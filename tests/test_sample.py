@@ -50,7 +50,7 @@ NON_STR_KEYS = [1, 0, 1.5, b"bytes_key", ["a"], ("a",), object()]
 
 MAKERS = {
     "Sample": lambda key: Sample({"x": 1}, key),
-    "Shard": lambda key: Shard([1, 2], key),
+    "Shard": lambda key: Shard([Sample(1), Sample(2)], key),
 }
 
 
@@ -91,37 +91,46 @@ def test_sample_repr_is_short_for_big_values():
 
 
 def test_shard_without_key_gets_a_random_valid_key():
-    a, b = Shard(value=[1, 2]), Shard(value=[1, 2], key=None)
+    a, b = Shard(value=[Sample(1)]), Shard(value=[Sample(1)], key=None)
     assert a.key != b.key
     assert validate_key(a.key) == a.key
     assert validate_key(b.key) == b.key
 
 
-def test_shard_wraps_plain_items_as_samples_and_keeps_samples():
-    kept = Sample({"a": 1}, "kept")
-    plain = {"b": 2}
-    shard = Shard(value=[kept, plain, 3, None], key="shard_1")
+def test_shard_keeps_its_samples_in_a_list():
+    samples = [Sample({"a": 1}, "kept"), Sample(None, "none")]
+    shard = Shard(value=samples, key="shard_1")
     assert shard.key == "shard_1"
-    assert len(shard) == 4
-    assert all(isinstance(s, Sample) for s in shard.value)
-    assert shard.value[0] is kept
-    assert shard.value[1].value is plain
-    assert shard.value[2].value == 3
-    assert shard.value[3].value is None
-    wrapped_keys = [s.key for s in shard.value[1:]]
-    assert len(set(wrapped_keys)) == 3
-    for key in wrapped_keys:
-        assert validate_key(key) == key
+    assert len(shard) == 2
+    assert all(a is b for a, b in zip(shard.value, samples, strict=True))
     assert shard.values is shard.value
     assert isinstance(shard.value, list)
-    assert "shard_1" in repr(shard) and "4" in repr(shard)
+    assert "shard_1" in repr(shard) and "2" in repr(shard)
 
 
-def test_shard_accepts_any_iterable_and_empty():
-    shard = Shard(x * 2 for x in range(3))
+@pytest.mark.parametrize("item", [{"a": 1}, 3, None, "text", ("v", "k")], ids=repr)
+def test_shard_refuses_an_item_that_is_not_a_sample(item):
+    with pytest.raises(TypeError) as info:
+        Shard([Sample(0, "first"), item], key="shard_1")
+    message = str(info.value)
+    assert "position 1" in message
+    assert type(item).__name__ in message
+    assert "Sample(value, key=" in message
+    assert "shard_1" in message
+
+
+def test_shard_refuses_a_dict_as_its_only_sample():
+    with pytest.raises(TypeError, match=r"position 0.*dict"):
+        Shard([{"a": 1}])
+
+
+def test_shard_accepts_any_iterable_of_samples_and_empty():
+    shard = Shard(Sample(x * 2, f"k{x}") for x in range(3))
     assert [s.value for s in shard.values] == [0, 2, 4]
+    assert [s.key for s in shard.values] == ["k0", "k1", "k2"]
     assert len(Shard([])) == 0
     assert Shard([]).value == []
+    assert Shard(()).value == []
 
 
 def test_shard_does_not_treat_a_sample_list_as_one_value():
@@ -138,7 +147,7 @@ def test_shard_does_not_treat_a_sample_list_as_one_value():
 def test_good_keys_pass(key):
     assert validate_key(key) == key
     assert Sample(0, key).key == key
-    assert Shard([0], key).key == key
+    assert Shard([Sample(0)], key).key == key
 
 
 def _check_names_key(message: str, key: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 import uuid
 
@@ -11,11 +12,15 @@ __all__ = ["TEMP_SUFFIX", "local_names", "remove_stale_temp_files", "write_local
 
 TEMP_SUFFIX = ".tmp"
 
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+"""The exact name `write_local_atomically` gives its temp files: ``.<name>.<32 lowercase hex>.tmp``."""
+
 
 def write_local_atomically(path: str, data: bytes) -> None:
     """Write `data` to a hidden temp file beside `path`, then rename it over `path` (atomic on POSIX).
 
-    A writer killed midway leaves only a dot-file, which is never listed as a key.
+    The temp file is named ``.<name>.<32 lowercase hex>.tmp`` (what `remove_stale_temp_files` matches), so
+    a writer killed midway leaves only a dot-file, which is never listed as a key.
     """
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
@@ -31,16 +36,32 @@ def write_local_atomically(path: str, data: bytes) -> None:
 
 
 def remove_stale_temp_files(folder: str, older_than: float) -> list[str]:
-    """Delete the temp files of `write_local_atomically` in `folder` last modified over `older_than` s ago."""
+    """Delete the temp files of `write_local_atomically` in `folder` last modified over `older_than` s ago.
+
+    Only regular files named exactly as that function names them go: a user's own ``.notes.tmp``, a folder
+    or a symlink is never touched. Returns the paths removed; a missing `folder` removes nothing.
+    """
     removed = []
     cutoff = time.time() - older_than
     with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.stat().st_mtime < cutoff:
-                with contextlib.suppress(FileNotFoundError):
+            if _is_stale_temp_file(entry, cutoff):
+                try:
                     os.unlink(entry.path)
+                except FileNotFoundError:  # removed meanwhile by another cleanup
+                    continue
                 removed.append(entry.path)
     return removed
+
+
+def _is_stale_temp_file(entry: os.DirEntry[str], cutoff: float) -> bool:
+    """Whether `entry` is a regular file named like our temp files and last modified before `cutoff`."""
+    if not _TEMP_NAME.fullmatch(entry.name):
+        return False
+    try:
+        return entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff
+    except FileNotFoundError:  # removed meanwhile (its write finished, or another cleanup)
+        return False
 
 
 def local_names(folder: str) -> list[str]:
