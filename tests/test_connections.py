@@ -114,7 +114,7 @@ async def _get_all(store: AsyncRecordStore, keys: list[str]) -> None:
 
 def _session_limit(store: AsyncRecordStore) -> int:
     """The connection limit of the aiohttp session of `store`'s filesystem (it must have made a request)."""
-    (fs,) = store._filesystems.values()
+    (fs,) = store._filesystems._by_loop.values()
     return fs._session.connector.limit
 
 

@@ -181,9 +181,10 @@ class FileDriverBase:
     """What the async and the blocking file drivers share: the url, the storage options, and staging."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
-        """Remember `url` and gcsfs-style `storage_options`; `ValueError`/`TypeError` for a bad
-        ``max_connections`` (checked now, so errors come before any file is opened)."""
-        check_storage_options(split_protocol(url)[0], storage_options)
+        """Remember `url` and gcsfs-style `storage_options`; `ValueError` for an unsupported url or a bad
+        ``max_connections``, `TypeError` for an option the url's filesystem does not take (checked now, so
+        errors come before any file is opened)."""
+        check_storage_options(split_protocol(url)[0], storage_options, url=url, parameters=type(self).__init__)
         self.url = url
         self.storage_options = storage_options
 

@@ -3,31 +3,51 @@
 Every filesystem squirrel uses is an fsspec `AsyncFileSystem` bound to the loop that uses it: gcsfs and
 other async implementations natively, local and memory filesystems through fsspec's thread wrapper.
 Nothing loop-bound crosses a fork: a child process starts with an empty pool.
+
+The users of a filesystem (stores, zarr stores, staged files) hold it; the pool only finds it for the next
+user on the same loop. A filesystem is bound to its loop, so a pool that held it would keep every loop it
+ever served alive, closed or not, with the sockets of its session: 50 `asyncio.run` calls, 50 of each.
+Held by its users, a filesystem goes with the last of them, and its session's connections with it. A user
+that goes without releasing it (a store dropped without `aclose`) leaked it: a `ResourceWarning`
+"unclosed squirrel store" says so, as aiohttp's "Unclosed client session" does. The exception is
+squirrel's own IO loop (`squirrel._runtime`), which serves the blocking face for as long as the process
+lives: the pool holds its filesystems, shared by every blocking store, which need no closing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
+import inspect
 import os
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import fsspec
+from fsspec import AbstractFileSystem
+from fsspec.dircache import DirCache
 from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 from fsspec.implementations.local import LocalFileSystem
 
+from squirrel._runtime import on_io_loop
 from squirrel.aio.connections import MAX_CONNECTIONS, check_max_connections
+from squirrel.arguments import did_you_mean
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
+    from collections.abc import Callable, Iterable, Mapping
+
     from fsspec.asyn import AsyncFileSystem
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "LoopFilesystems",
     "acquire_filesystem",
     "check_storage_options",
     "close_filesystem",
+    "filesystem_class",
     "filesystem_class_and_options",
     "gcs_endpoint",
     "is_blocking",
@@ -35,11 +55,18 @@ __all__ = [
     "open_filesystem",
     "release_filesystem",
     "split_protocol",
+    "supported_schemes",
 ]
 
 _GCS_PROTOCOLS = ("gs", "gcs")
+_S3_PROTOCOLS = ("s3", "s3a")
 _CONNECTIONLESS_PROTOCOLS = ("file", "local", "memory")
 """Filesystems that open no network connections: ``max_connections`` is checked, then ignored."""
+_PROTOCOLS = _CONNECTIONLESS_PROTOCOLS + _GCS_PROTOCOLS + _S3_PROTOCOLS
+"""What squirrel stores data on: local disk, memory, and object stores it can list, write and delete in."""
+
+_SET_BY_SQUIRREL = ("asynchronous", "loop", "skip_instance_cache")
+"""fsspec options squirrel sets itself (see `open_filesystem`): each filesystem is a new one, bound to its loop."""
 
 
 def split_protocol(url: str) -> tuple[str, str]:
@@ -67,7 +94,7 @@ drops packets then fails each attempt in seconds (aiohttp's default under gcsfs 
 about two minutes), and squirrel's `RetryPolicy` decides whether to try again."""
 
 
-def gcs_endpoint(storage_options: dict[str, Any]) -> str | None:
+def gcs_endpoint(storage_options: Mapping[str, Any]) -> str | None:
     """The endpoint a gs:// store talks to when one is set (``endpoint_url``, else ``STORAGE_EMULATOR_HOST``),
     as a URL; None for Google's own."""
     endpoint = storage_options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
@@ -78,35 +105,153 @@ def gcs_endpoint(storage_options: dict[str, Any]) -> str | None:
     return endpoint.rstrip("/")
 
 
-def check_storage_options(protocol: str, storage_options: dict[str, Any]) -> None:
-    """Refuse a ``max_connections`` that is not a positive int, or that `protocol` would silently not honour.
+def supported_schemes() -> str:
+    """The URLs squirrel stores data at, for error messages: s3:// only when s3fs is installed."""
+    schemes = ["a local path", "file://", "memory://", "gs://", "gcs://"]
+    if importlib.util.find_spec("s3fs") is not None:
+        schemes.append("s3://")
+    return ", ".join(schemes)
 
-    gs:// honours it; local and memory:// filesystems open no connections, so they accept and ignore it;
-    any other protocol refuses it (its own library has its own knob, e.g. s3fs's
-    ``config_kwargs={"max_pool_connections": n}``). Stores call this when built, so errors come early.
-    """
-    if storage_options.get(MAX_CONNECTIONS) is None:
-        return
-    check_max_connections(storage_options[MAX_CONNECTIONS])
-    if protocol not in _GCS_PROTOCOLS + _CONNECTIONLESS_PROTOCOLS:
+
+def _check_protocol(protocol: str, where: str) -> None:
+    """`ValueError` naming `where` unless squirrel stores data on `protocol` (see `supported_schemes`)."""
+    if protocol not in _PROTOCOLS:
         raise ValueError(
-            f"{MAX_CONNECTIONS} is supported for gs:// (and ignored for local and memory://), not for {protocol}://"
+            f"unsupported URL {where!r}: squirrel does not store data on {protocol}:// (use {supported_schemes()})"
         )
 
 
-def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type[AbstractFileSystem], dict[str, Any]]:
-    """Pick gcsfs's plain class when an endpoint is given: its default class asks Google's gRPC control
-    API about each bucket and retries for a minute when that is unreachable (a local server).
+def _named_parameters(function: Callable[..., object]) -> list[str]:
+    """The parameters of `function` a caller can pass by keyword (not ``self``, ``*args``, ``**kwargs``)."""
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.values()
+    return [parameter.name for parameter in parameters if parameter.kind in keyword_kinds and parameter.name != "self"]
 
-    Either way the class is squirrel's subclass (`squirrel.aio.gcs`), whose requests are retried by the
-    store's `RetryPolicy` alone, with a connect timeout of `CONNECT_TIMEOUT`, and which takes squirrel's own
-    ``max_connections`` option (gcsfs itself never sees it).
+
+@functools.cache
+def _options_of(cls: type) -> frozenset[str]:
+    """The storage options filesystem class `cls` takes: the named parameters of its ``__init__`` and of
+    those it passes its ``**kwargs`` on to, down to fsspec's base class (which takes any keyword and reads
+    only its listings cache's), plus squirrel's ``max_connections``, less what squirrel sets itself."""
+    names = {MAX_CONNECTIONS, *_named_parameters(DirCache.__init__)}
+    for klass in cls.__mro__:
+        if klass is AbstractFileSystem:
+            break
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        names.update(_named_parameters(init))
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return frozenset(names.difference(_SET_BY_SQUIRREL))
+
+
+def _accepted_options(protocol: str, cls: type) -> frozenset[str]:
+    """`_options_of` `cls`, plus those gcsfs reads from its ``**kwargs`` for gs:// (`squirrel.aio.gcs`)."""
+    if protocol not in _GCS_PROTOCOLS:
+        return _options_of(cls)
+    from squirrel.aio.gcs import options_read_from_kwargs
+
+    return _options_of(cls) | options_read_from_kwargs(cls)
+
+
+def _caller_parameters(parameters: Iterable[str] | Callable[..., object]) -> list[str]:
+    return _named_parameters(parameters) if callable(parameters) else list(parameters)
+
+
+def _check_option_names(
+    protocol: str, options: Mapping[str, Any], where: str, parameters: Iterable[str] | Callable[..., object]
+) -> None:
+    """`TypeError` for the first option the url's filesystem class does not take (see `check_storage_options`)."""
+    for name in options:
+        if name in _SET_BY_SQUIRREL:
+            raise TypeError(
+                f"storage option {name!r} of {where} is set by squirrel: each store's filesystem is its own, "
+                "bound to the event loop that uses it"
+            )
+    cls = filesystem_class(protocol, options)
+    accepted = _accepted_options(protocol, cls)
+    unknown = [name for name in options if name not in accepted]
+    if not unknown:
+        return
+    message = (
+        f"unexpected keyword argument {unknown[0]!r} for {where}: "
+        f"neither a parameter nor a storage option of {cls.__name__}"
+    )
+    suggestion = did_you_mean(unknown[0], [*_caller_parameters(parameters), *sorted(accepted)])
+    if suggestion:
+        raise TypeError(message + suggestion)
+    raise TypeError(f"{message} (its storage options: {', '.join(sorted(accepted))})")
+
+
+def check_storage_options(
+    protocol: str,
+    storage_options: Mapping[str, Any],
+    *,
+    url: str | None = None,
+    parameters: Iterable[str] | Callable[..., object] = (),
+) -> None:
+    """Refuse, before anything is opened, a URL or storage options the url's filesystem would not honour.
+
+    Stores call this when built, so errors come early and name the store's `url` (else ``<protocol>://``):
+
+    - `ValueError` for a protocol squirrel does not store data on (http(s)://, or anything fsspec knows
+      that is not a local path, file://, memory://, gs://, gcs:// or s3://), listing those that it does.
+      s3:// needs s3fs: without it, fsspec's `ImportError` says to install it.
+    - `TypeError` for an option the filesystem class does not take, which fsspec would silently swallow
+      (``compresion="gzip"``): the message suggests the closest of `parameters` (the caller's own
+      parameter names, or the function whose they are, such as a store's ``type(self).__init__``) and of
+      the filesystem's options, "did you mean 'compression'?". Also for ``asynchronous``, ``loop`` and
+      ``skip_instance_cache``, which squirrel sets itself.
+    - `TypeError`/`ValueError` for a ``max_connections`` that is not a positive int, or that `protocol`
+      would silently not honour: gs:// honours it; local and memory:// filesystems open no connections,
+      so they accept and ignore it; any other protocol refuses it (its own library has its own knob,
+      e.g. s3fs's ``config_kwargs={"max_pool_connections": n}``).
     """
-    import aiohttp
+    where = url if url is not None else f"{protocol}://"
+    _check_protocol(protocol, where)
+    if storage_options.get(MAX_CONNECTIONS) is not None:
+        check_max_connections(storage_options[MAX_CONNECTIONS])
+        if protocol not in _GCS_PROTOCOLS + _CONNECTIONLESS_PROTOCOLS:
+            raise ValueError(
+                f"{MAX_CONNECTIONS} is supported for gs:// (and ignored for local and memory://), not for {protocol}://"
+            )
+    _check_option_names(protocol, storage_options, where, parameters)
+
+
+def _gcs_filesystem_class(options: Mapping[str, Any]) -> type[AbstractFileSystem]:
+    """gcsfs's plain class when an endpoint is given (its default class asks Google's gRPC control API about
+    each bucket and retries for a minute when that is unreachable, as a local server is), else its default;
+    either way squirrel's subclass of it (`squirrel.aio.gcs`)."""
     import gcsfs.core
 
-    from squirrel.aio.gcs import LimitedConnections, policy_retried_class  # imported here only: gcsfs is slow to import
+    from squirrel.aio.gcs import policy_retried_class  # imported here only: gcsfs is slow to import
 
+    if gcs_endpoint(options):
+        return policy_retried_class(gcsfs.core.GCSFileSystem)
+    return policy_retried_class(fsspec.get_filesystem_class("gs"))
+
+
+def filesystem_class(protocol: str, storage_options: Mapping[str, Any]) -> type[AbstractFileSystem]:
+    """The fsspec class that serves `protocol` with `storage_options` (no check: see `check_storage_options`)."""
+    if protocol in _GCS_PROTOCOLS:
+        return _gcs_filesystem_class(storage_options)
+    cls: type[AbstractFileSystem] = fsspec.get_filesystem_class(protocol)
+    return cls
+
+
+def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type[AbstractFileSystem], dict[str, Any]]:
+    """The gs:// class (`_gcs_filesystem_class`) and its options: the endpoint, if any, and gcsfs's defaults
+    as squirrel wants them.
+
+    squirrel's subclasses leave retrying to the store's `RetryPolicy`, connect with a timeout of
+    `CONNECT_TIMEOUT`, and take squirrel's own ``max_connections`` option (gcsfs itself never sees it).
+    """
+    import aiohttp
+
+    from squirrel.aio.gcs import LimitedConnections
+
+    cls = _gcs_filesystem_class(options)
     endpoint = gcs_endpoint(options)
     if options.get(MAX_CONNECTIONS) is None:  # None: the default pool, and gcsfs's classes exactly as they are
         options = {key: value for key, value in options.items() if key != MAX_CONNECTIONS}
@@ -116,11 +261,8 @@ def _gcs_filesystem_class_and_options(options: dict[str, Any]) -> tuple[type[Abs
         **options,
     }
     if endpoint:
-        cls = policy_retried_class(gcsfs.core.GCSFileSystem)
         options.setdefault("token", "anon")
         options["endpoint_url"] = endpoint
-    else:
-        cls = policy_retried_class(fsspec.get_filesystem_class("gs"))
     if MAX_CONNECTIONS in options and not issubclass(cls, LimitedConnections):
         raise ValueError(f"{MAX_CONNECTIONS} is not supported by the gs:// filesystem class {cls.__qualname__}")
     return cls, options
@@ -131,14 +273,15 @@ def filesystem_class_and_options(
 ) -> tuple[type[AbstractFileSystem], dict[str, Any]]:
     """The fsspec class for `protocol` and the options to build it with, for sync and async use alike.
 
-    For gs:// this is where an endpoint (``endpoint_url`` or ``STORAGE_EMULATOR_HOST``) selects gcsfs's plain class.
-    ``max_connections`` is checked (`check_storage_options`) and dropped for the protocols that ignore it.
+    For gs:// this is where an endpoint (``endpoint_url`` or ``STORAGE_EMULATOR_HOST``) selects gcsfs's plain
+    class. The options are checked (`check_storage_options`); ``max_connections`` is dropped for the
+    protocols that ignore it.
     """
     check_storage_options(protocol, storage_options)
     if protocol in _GCS_PROTOCOLS:
         return _gcs_filesystem_class_and_options(storage_options)
     options = {key: value for key, value in storage_options.items() if key != MAX_CONNECTIONS}
-    return fsspec.get_filesystem_class(protocol), options
+    return filesystem_class(protocol, options), options
 
 
 def open_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFileSystem:
@@ -159,10 +302,24 @@ async def close_filesystem(fs: AsyncFileSystem) -> None:
         await session.close()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Entry:
-    fs: AsyncFileSystem
+    """A loop's shared filesystem for one (protocol, options), held by its users (`fs` is None once they are
+    gone), and how many of them have not released it yet."""
+
+    ref: weakref.ReferenceType[AsyncFileSystem]
+    what: str
+    """What the filesystem serves, for the warning when it is dropped unreleased: ``gs:// at <endpoint>``."""
+    pid: int = field(default_factory=os.getpid)
+    """The process that opened it: a forked child that drops an inherited filesystem leaked nothing."""
     users: int = 0
+    kept: AsyncFileSystem | None = None
+    """The filesystem itself when the pool holds it too (on squirrel's IO loop), else None."""
+
+    @property
+    def fs(self) -> AsyncFileSystem | None:
+        """The filesystem, or None when its users have all dropped it."""
+        return self.ref()
 
 
 @dataclass
@@ -191,16 +348,51 @@ def _pool_key(protocol: str, storage_options: dict[str, Any]) -> str:
     return f"{protocol}|{sorted(storage_options.items())!r}"
 
 
+def _describe(protocol: str, storage_options: dict[str, Any]) -> str:
+    endpoint = gcs_endpoint(storage_options) if protocol in _GCS_PROTOCOLS else None
+    return f"{protocol}:// at {endpoint}" if endpoint else f"{protocol}://"
+
+
+def _warn_if_unreleased(entry: _Entry) -> None:
+    """Called when a networked filesystem is collected: `ResourceWarning` if users dropped it unreleased."""
+    if entry.users > 0 and entry.pid == os.getpid():
+        warnings.warn(
+            f"unclosed squirrel store on {entry.what}: dropped without aclose(), it left its network session "
+            "open until now; call aclose() or use async with",
+            ResourceWarning,
+            stacklevel=1,
+        )
+
+
+def _open_entry(protocol: str, storage_options: dict[str, Any]) -> tuple[AsyncFileSystem, _Entry]:
+    """A new filesystem on the running loop and its pool entry: kept by the pool on squirrel's IO loop; else
+    held by its users alone, and watched, when it has a network session, for being dropped unreleased
+    (only when collected: at interpreter exit everything goes, and a warning then would be noise)."""
+    fs = open_filesystem(protocol, storage_options)
+    entry = _Entry(weakref.ref(fs), _describe(protocol, storage_options))
+    if on_io_loop():
+        entry.kept = fs
+    elif not is_blocking(fs):
+        weakref.finalize(fs, _warn_if_unreleased, entry).atexit = False
+    return fs, entry
+
+
 def acquire_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFileSystem:
-    """The running loop's shared filesystem for (`protocol`, `storage_options`); pair with `release`."""
-    loop = asyncio.get_running_loop()
-    entries = _pool.by_loop.setdefault(loop, {})
+    """The running loop's shared filesystem for (`protocol`, `storage_options`); pair with `release`.
+
+    The caller holds the filesystem; the pool finds it for the next caller on the loop while one does (see
+    the module's docstring). A networked filesystem collected while acquired (its users were dropped
+    without `aclose`) emits a `ResourceWarning`; its own finalizer (gcsfs's) releases its connections.
+    """
+    entries = _pool.by_loop.setdefault(asyncio.get_running_loop(), {})
     key = _pool_key(protocol, storage_options)
     entry = entries.get(key)
-    if entry is None:
-        entry = entries[key] = _Entry(open_filesystem(protocol, storage_options))
+    fs = entry.fs if entry is not None else None
+    if entry is None or fs is None:
+        fs, entry = _open_entry(protocol, storage_options)
+        entries[key] = entry
     entry.users += 1
-    return entry.fs
+    return fs
 
 
 async def release_filesystem(fs: AsyncFileSystem) -> None:
@@ -213,3 +405,41 @@ async def release_filesystem(fs: AsyncFileSystem) -> None:
                 del entries[key]
                 await close_filesystem(fs)
             return
+
+
+class LoopFilesystems:
+    """The filesystems one store acquired (`acquire_filesystem`), one per event loop it was used on.
+
+    A loop that was closed without the store's `release` (an ``asyncio.run`` per call, no ``aclose``) loses
+    its entry the next time the store is used, so a long-lived store never keeps dead loops and their
+    sockets. Pickles empty: filesystems are loop-bound, and each process opens its own.
+    """
+
+    def __init__(self, protocol: str, storage_options: dict[str, Any]) -> None:
+        self.protocol = protocol
+        self.storage_options = storage_options
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
+            weakref.WeakKeyDictionary()  # a loop that is gone takes its entry with it
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["protocol"], state["storage_options"])  # type: ignore[misc]
+
+    def get(self) -> AsyncFileSystem:
+        """The running loop's filesystem, acquired on first use on that loop."""
+        loop = asyncio.get_running_loop()
+        fs = self._by_loop.get(loop)
+        if fs is None:
+            for closed in [other for other in self._by_loop if other.is_closed()]:
+                del self._by_loop[closed]
+            fs = self._by_loop[loop] = acquire_filesystem(self.protocol, self.storage_options)
+        return fs
+
+    async def release(self) -> None:
+        """Release the running loop's filesystem, if this store acquired one there."""
+        fs = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if fs is not None:
+            await release_filesystem(fs)

@@ -13,7 +13,9 @@ gcsfs does. gcsfs's classes themselves are untouched, so other users of gcsfs in
 its retries.
 
 They also take squirrel's ``max_connections`` option (`LimitedConnections`): the size of the aiohttp
-connection pool of the filesystem's session, which gcsfs leaves at aiohttp's default of 100.
+connection pool of the filesystem's session, which gcsfs leaves at aiohttp's default of 100. An asynchronous
+instance is freed with its last user, its session closed on its loop (`GoneWithItsUsers`). And a write into
+a bucket that does not exist says so (`MissingBucketErrors`), where gcsfs's error is the bare upload URL.
 
 The classes are plain module-level subclasses, so a filesystem pickles (fsspec pickles a filesystem as its
 class and options) and unpickles as what it was.
@@ -29,9 +31,17 @@ import gcsfs.core
 from gcsfs.retry import HttpError
 
 from squirrel.aio.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, check_max_connections
-from squirrel.aio.retry import policy_retries_active
+from squirrel.aio.retry import is_transient, policy_retries_active
 
-__all__ = ["GCSFileSystem", "LimitedConnections", "PolicyRetriedRequests", "policy_retried_class"]
+__all__ = [
+    "GCSFileSystem",
+    "GoneWithItsUsers",
+    "LimitedConnections",
+    "MissingBucketErrors",
+    "PolicyRetriedRequests",
+    "options_read_from_kwargs",
+    "policy_retried_class",
+]
 
 if TYPE_CHECKING:
 
@@ -40,10 +50,16 @@ if TYPE_CHECKING:
 
         _session: aiohttp.ClientSession | None
         session_kwargs: dict[str, Any]
+        asynchronous: bool
+        mirror_sync_methods: bool
 
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+        def split_path(self, path: str) -> tuple[str, str, str | None]: ...
         async def _set_session(self) -> aiohttp.ClientSession: ...
         async def _request(self, *args: Any, **kwargs: Any) -> Any: ...
+        async def _exists(self, path: str, **kwargs: Any) -> bool: ...
+        async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any: ...
+        async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> Any: ...
 
 else:
     _GcsfsBase = object  # at run time the mixins' next class is gcsfs's own (see the subclasses below)
@@ -119,27 +135,109 @@ class LimitedConnections(_GcsfsBase):
             self.session_kwargs = given
 
 
-class GCSFileSystem(PolicyRetriedRequests, LimitedConnections, gcsfs.core.GCSFileSystem):  # type: ignore[misc]  # gcsfs is untyped (Any)
+class GoneWithItsUsers(_GcsfsBase):
+    """Mixin for a gcsfs class: an asynchronous instance (what squirrel's stores use) is freed as soon as its
+    last user drops it, while its loop still runs, so gcsfs's finalizer closes its session there.
+
+    fsspec gives each instance blocking twins of its async methods, closures over the instance: a reference
+    cycle that kept a dropped filesystem, with its session, its sockets and its event loop, alive until a
+    garbage collection, when the loop was usually closed and its connections could no longer be closed.
+    An asynchronous instance gets no twins: they could not be called on its own loop anyway. A blocking
+    instance (``asynchronous=False``) keeps them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.asynchronous:
+            self.mirror_sync_methods = False  # read by fsspec when __init__ returns (`fsspec.spec._Cached`)
+
+
+class MissingBucketErrors(_GcsfsBase):
+    """Mixin for a gcsfs class: a write into a bucket that does not exist raises `FileNotFoundError` "bucket
+    'x' does not exist (writing gs://x/key)".
+
+    gcsfs turns the 404 of the upload into ``FileNotFoundError(<upload URL>)``, a bare URL. An upload creates
+    its object, so a 404 usually means the bucket is missing; the bucket is looked up (one request, on
+    this path only) before saying so, and any other 404 is raised as gcsfs raised it.
+    """
+
+    async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._pipe_file(path, data, *args, **kwargs)
+        except FileNotFoundError as error:
+            await self._raise_if_bucket_missing(path, error)
+            raise
+
+    async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._put_file(lpath, rpath, *args, **kwargs)
+        except FileNotFoundError as error:
+            await self._raise_if_bucket_missing(rpath, error)
+            raise
+
+    async def _raise_if_bucket_missing(self, path: str, error: FileNotFoundError) -> None:
+        """`FileNotFoundError` naming the bucket and the object `path` when the bucket of `path` does not exist.
+
+        Returns when it exists, or when it cannot be looked up (a writer may lack the right to read bucket
+        metadata): gcsfs's own error is then the one to raise. A transient error of the lookup propagates,
+        for the store's `RetryPolicy` to retry the write.
+        """
+        bucket, key, _ = self.split_path(path)
+        try:
+            exists = await self._exists(bucket)
+        except (OSError, HttpError) as lookup_error:
+            if is_transient(lookup_error):
+                raise
+            return
+        if not exists:
+            raise FileNotFoundError(f"bucket {bucket!r} does not exist (writing gs://{bucket}/{key})") from error
+
+
+class GCSFileSystem(
+    PolicyRetriedRequests,
+    LimitedConnections,
+    GoneWithItsUsers,
+    MissingBucketErrors,
+    gcsfs.core.GCSFileSystem,  # type: ignore[misc]  # gcsfs is untyped (Any)
+):
     """gcsfs's plain `GCSFileSystem` (what squirrel uses with an endpoint), retried only by squirrel's policy."""
 
 
 _CLASSES: dict[type, type] = {gcsfs.core.GCSFileSystem: GCSFileSystem}
+_OPTIONS_READ_FROM_KWARGS: dict[type, frozenset[str]] = {}
 
 try:
     from gcsfs.extended_gcsfs import ExtendedGcsFileSystem as _ExtendedGcsFileSystem
+    from gcsfs.retry import DEFAULT_RETRY_CONFIG
 except ImportError:  # an older gcsfs: the plain class is the only one
     pass
 else:
 
-    class ExtendedGcsFileSystem(PolicyRetriedRequests, LimitedConnections, _ExtendedGcsFileSystem):  # type: ignore[misc]  # gcsfs is untyped (Any)
+    class ExtendedGcsFileSystem(
+        PolicyRetriedRequests,
+        LimitedConnections,
+        GoneWithItsUsers,
+        MissingBucketErrors,
+        _ExtendedGcsFileSystem,  # type: ignore[misc]  # gcsfs is untyped (Any)
+    ):
         """gcsfs's extended class (zonal and HNS buckets), retried only by squirrel's policy over HTTP.
 
         Its gRPC calls to Google's Storage Control API keep their own retry settings (``retry_timeout`` & co).
         """
 
     _CLASSES[_ExtendedGcsFileSystem] = ExtendedGcsFileSystem
+    _OPTIONS_READ_FROM_KWARGS[ExtendedGcsFileSystem] = frozenset(
+        {*(f"retry_{name}" for name in DEFAULT_RETRY_CONFIG), "memmove_max_workers"}
+    )
 
 
 def policy_retried_class(cls: type) -> type:
     """The subclass of gcsfs class `cls` defined here, or `cls` itself for a class this module does not know."""
     return _CLASSES.get(cls, cls)
+
+
+def options_read_from_kwargs(cls: type) -> frozenset[str]:
+    """The storage options gcsfs class `cls` reads from its ``**kwargs`` instead of naming them: for the
+    extended class, the retry settings of Google's Storage Control API (``retry_timeout`` & co) and
+    ``memmove_max_workers``. `squirrel.aio.fs` accepts them beside the named ones."""
+    return _OPTIONS_READ_FROM_KWARGS.get(cls, frozenset())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -25,7 +24,7 @@ import zarr.api.asynchronous as zarr_async
 from zarr.storage import FsspecStore
 
 from squirrel.aio.executors import is_async_callable
-from squirrel.aio.fs import acquire_filesystem, check_storage_options, release_filesystem, split_protocol
+from squirrel.aio.fs import LoopFilesystems, check_storage_options, split_protocol
 from squirrel.aio.operators import closing
 from squirrel.aio.stores.record import MAX_CONCURRENT_WRITES
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
@@ -36,7 +35,6 @@ from squirrel.sample import Sample, Shard, validate_key
 from squirrel.stages import PlannedStage
 
 if TYPE_CHECKING:
-    from fsspec.asyn import AsyncFileSystem
     from zarr.core.common import AccessModeLiteral
 
 __all__ = ["AsyncZarrLoader", "AsyncZarrLoaderStream", "AsyncZarrStore", "fetch"]
@@ -68,22 +66,11 @@ class AsyncZarrStore:
         self.url = url.rstrip("/") or url
         self.storage_options = storage_options
         self._protocol, _ = split_protocol(self.url)
-        check_storage_options(self._protocol, storage_options)
-        self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
-            weakref.WeakKeyDictionary()
-        )
+        check_storage_options(self._protocol, storage_options, url=self.url, parameters=type(self).__init__)
+        self._filesystems = LoopFilesystems(self._protocol, storage_options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_filesystems"] = None  # loop-bound: each process opens its own
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._filesystems = weakref.WeakKeyDictionary()
 
     async def __aenter__(self) -> Self:
         return self
@@ -97,16 +84,11 @@ class AsyncZarrStore:
         The store stays usable: its next call acquires a filesystem again. Groups and arrays opened
         before (`open_root`) hold the released filesystem and should not be used after this.
         """
-        fs = self._filesystems.pop(asyncio.get_running_loop(), None)
-        if fs is not None:
-            await release_filesystem(fs)
+        await self._filesystems.release()
 
     def _zarr_store(self, read_only: bool = True) -> FsspecStore:
         """A zarr store over the root folder, on the running loop's shared filesystem (acquired once per loop)."""
-        loop = asyncio.get_running_loop()
-        fs = self._filesystems.get(loop)
-        if fs is None:
-            fs = self._filesystems[loop] = acquire_filesystem(self._protocol, self.storage_options)
+        fs = self._filesystems.get()
         return FsspecStore(fs, read_only=read_only, path=fs._strip_protocol(self.url).rstrip("/"))
 
     async def open_root(self, mode: str = "r") -> zarr.AsyncGroup:

@@ -1,0 +1,60 @@
+"""Calls with a mistyped keyword get an error that names the class the user called and the closest keyword.
+
+Python's own message names the class that defines a method (``AsyncRecordLoader.get_iter() got an
+unexpected keyword argument``) and offers no suggestion; a user who called ``MessagePackDataLoader`` is
+left guessing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+__all__ = ["check_call", "did_you_mean", "named_for_caller"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the choice closest to `word`, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_call(owner: object, function: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Raise `TypeError` naming ``type(owner).<function>`` if ``function(owner, *args, **kwargs)`` does not bind
+    to its signature, with the closest keyword for one it does not take."""
+    signature = inspect.signature(function)
+    try:
+        signature.bind(owner, *args, **kwargs)
+    except TypeError as error:
+        name = f"{type(owner).__name__}.{function.__name__}()"
+        unknown = [key for key in kwargs if key not in signature.parameters]
+        if unknown:
+            raise TypeError(
+                f"{name} got an unexpected keyword argument {unknown[0]!r}"
+                + did_you_mean(unknown[0], signature.parameters)
+            ) from None
+        raise TypeError(f"{name}: {error}") from None
+
+
+def named_for_caller(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Decorate `method` so that arguments that do not fit raise `check_call`'s error (a bind per call:
+    for methods called once per pass, like ``get_iter``, not per sample)."""
+
+    @functools.wraps(method)
+    def checked(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except TypeError:
+            check_call(self, method, args, kwargs)  # raises its clearer error if the arguments did not fit
+            raise
+
+    return checked
