@@ -1,7 +1,9 @@
 """The `squirrel` command: inspect, index, convert and benchmark stores from a shell.
 
 Errors print one line and exit 1 (``--debug`` shows the traceback). Progress bars appear only when
-standard error is a terminal, so piped output stays clean.
+standard error is a terminal, so piped output stays clean. Everything printed goes through `emit`, which
+escapes non-printable characters: keys, URLs and error messages come from stores, and a key holding
+``ESC[2J`` or a newline must neither drive the terminal nor forge a row of a listing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import numpy as np
 
@@ -40,7 +42,9 @@ __all__ = [
     "cmd_demo",
     "cmd_index",
     "cmd_ls",
+    "emit",
     "main",
+    "printable",
     "shard_rows",
     "summarise",
     "verify_store",
@@ -52,6 +56,31 @@ DRIVERS: dict[str, tuple[type[RecordStore], type[RecordLoader]]] = {
     "record": (RecordStore, RecordLoader),
     "csv": (CsvStore, CsvLoader),
 }
+
+
+_USER_ERRORS = (SquirrelError, KeyError, ValueError, OSError, TypeError)
+"""What the library raises for a user's mistake or a bad store (missing key, corrupt object, unreachable
+bucket): reported in one line. Anything else is a bug, and keeps its traceback."""
+
+
+def printable(text: object) -> str:
+    """`text` (its `str`) with every non-printable character escaped as `repr` escapes it (``\\x1b``,
+    ``\\n``, ``\\u202e``), printable Unicode left as is.
+
+    Non-printable means what `str.isprintable` says: C0 and C1 controls, DEL, format characters such as
+    bidi overrides and zero-width spaces, line and paragraph separators, lone surrogates, unassigned code
+    points. A backslash is left alone: keys cannot hold one, so an escape in a key's output is unambiguous.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def emit(*fields: object, stream: TextIO | None = None) -> None:
+    """Print `fields` as one line, tab-separated, each made `printable` (so the line stays one line and a
+    field never spans a tab); to standard output unless `stream` says otherwise."""
+    print("\t".join(map(printable, fields)), file=stream or sys.stdout)
 
 
 def _progress() -> bool:
@@ -86,8 +115,8 @@ def cmd_ls(args: argparse.Namespace) -> None:
     store = _store(args)
     rows = run_sync(shard_rows(store.aio))
     for key, samples, size in tqdm(rows, disable=not _progress(), unit="shard"):
-        print(f"{key}\t{samples}\t{size}")
-    print(f"{len(rows)} shards, {sum(r[1] for r in rows)} samples, {sum(r[2] for r in rows)} bytes", file=sys.stderr)
+        emit(key, samples, size)
+    emit(f"{len(rows)} shards, {sum(r[1] for r in rows)} samples, {sum(r[2] for r in rows)} bytes", stream=sys.stderr)
 
 
 async def shard_rows(store: Any) -> list[tuple[str, int, int]]:
@@ -104,6 +133,8 @@ async def shard_rows(store: Any) -> list[tuple[str, int, int]]:
         return key, len(store.decode(key, data)), len(data)
 
     keys = await store.list_keys()
+    if not keys:  # a typo'd url, a missing gs://, the wrong --driver or --compression: say so
+        raise await store.nothing_to_read()
     return await AsyncIterableSource(keys).async_map(row, max_concurrency=16).collect()
 
 
@@ -111,15 +142,17 @@ def cmd_index(args: argparse.Namespace) -> None:
     """Build the store's index, or with --verify check every object against it."""
     store = _store(args)
     if not args.verify:
+        if not store.list_objects():  # an index that lists nothing would hide the mistake behind it
+            raise run_sync(store.aio.nothing_to_read())
         index = store.write_index()
-        print(f"indexed {len(index)} objects, {index.num_samples} samples: {store.aio.index_url}", file=sys.stderr)
+        emit(f"indexed {len(index)} objects, {index.num_samples} samples: {store.aio.index_url}", stream=sys.stderr)
         return
     problems = run_sync(verify_store(store.aio))
     for problem in problems:
-        print(problem)
+        emit(problem)
     if problems:
         raise SquirrelError(f"{len(problems)} problem(s) against the index {store.aio.index_url}")
-    print("index matches every object", file=sys.stderr)
+    emit("index matches every object", stream=sys.stderr)
 
 
 async def verify_store(store: Any) -> list[str]:
@@ -151,7 +184,7 @@ def cmd_cat(args: argparse.Namespace) -> None:
     """The samples of one shard, arrays summarised as dtype and shape."""
     for sample in _store(args).get(args.key):
         record = {"key": sample.key, "value": summarise(sample.value)}
-        print(json.dumps(record) if args.json else f"{sample.key}: {record['value']}")
+        emit(json.dumps(record) if args.json else f"{sample.key}: {record['value']}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -168,7 +201,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     for index, batch in enumerate(stream.batched(args.shard_size)):
         target.set(Shard(batch, key=f"shard_{index:06d}"))
         written += len(batch)
-    print(f"wrote {written} samples to {args.dst}", file=sys.stderr)
+    emit(f"wrote {written} samples to {args.dst}", stream=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -184,7 +217,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         first = first or time.perf_counter() - started
     elapsed = time.perf_counter() - started
     first_ms = 1000 * (first or 0)
-    print(f"{count} samples in {elapsed:.2f} s: {count / elapsed:,.0f} samples/s, first after {first_ms:.0f} ms")
+    emit(f"{count} samples in {elapsed:.2f} s: {count / elapsed:,.0f} samples/s, first after {first_ms:.0f} ms")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -194,9 +227,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
     main(args.folder)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose error messages are `printable`: argparse quotes some arguments with
+    `repr`, but prints others (``unrecognized arguments: ...``) as the user typed them."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and `message` on standard error, and exit 2 (as argparse does)."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `squirrel` command."""
-    parser = argparse.ArgumentParser(prog="squirrel", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="squirrel", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -233,16 +276,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code.
+
+    A user's mistake or a bad store (`_USER_ERRORS`, alone or in an exception group) prints one line and
+    returns 1; ``--debug`` re-raises it instead. Any other exception is a bug and propagates as is.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except BrokenPipeError:  # the reader went away (e.g. `| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (SquirrelError, KeyError, ValueError, OSError, TypeError) as exc:
-        if args.debug:
+    except Exception as exc:
+        error = _user_error(exc)
+        if error is None or args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"squirrel {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        emit(f"squirrel {args.command}: {type(error).__name__}: {message}", stream=sys.stderr)
         return 1
     return 0
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The error to report for `exc` if it is a user's mistake, else None.
+
+    A group (an `asyncio.TaskGroup` wraps what its tasks raise) counts when every error in it does, and is
+    reported by its first one.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        errors = [_user_error(inner) for inner in exc.exceptions]
+        return errors[0] if all(error is not None for error in errors) else None
+    return exc if isinstance(exc, _USER_ERRORS) else None

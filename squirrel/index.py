@@ -15,9 +15,10 @@ import base64
 import binascii
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import google_crc32c
 
@@ -51,6 +52,16 @@ INDEX_VERSION = 1
 
 _TOP_FIELDS = frozenset({"format", "version", "suffix", "compression", "objects"})
 _ENTRY_FIELDS = frozenset({"key", "samples", "bytes", "crc32c"})
+
+_MAX_INT = 2**63 - 1
+"""Largest sample count or size an index may record: what an int64 (numpy, file offsets, GCS sizes) holds."""
+_MAX_DEPTH = 16
+"""Deepest nesting of arrays and objects read (a valid index nests 3 deep: index, objects, entry)."""
+_SHOWN_CHARS = 60
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+"""A JSON string literal (unrolled, so it never backtracks more than linearly)."""
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +150,17 @@ def dump_index(index: Index) -> bytes:
 
 
 def parse_index(data: bytes | bytearray | memoryview, source: str) -> Index:
-    """Parse and strictly validate index bytes; `DecodeError` naming `source` when anything is wrong."""
+    """Parse and strictly validate index bytes; `DecodeError` naming `source` when anything is wrong.
+
+    Whatever the bytes hold (not UTF-8, truncated, nested 100,000 deep, numbers of 400 digits, a value of
+    the wrong type anywhere), the only error raised is a `DecodeError`: an index is read from a store, so
+    it may be corrupt or hostile, and a reader must be able to catch its failure as one error.
+    """
     try:
-        document = json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = bytes(data).decode("utf-8")
+        _check_depth(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, an int over Python's digit limit
         raise DecodeError(f"index {source} is not valid JSON: {exc}") from None
     try:
         return _validated(document)
@@ -174,41 +192,90 @@ def verify_object(entry: IndexEntry, data: bytes | bytearray | memoryview, objec
     )
 
 
+def _check_depth(text: str) -> None:
+    """`ValueError` if JSON `text` nests arrays and objects deeper than `_MAX_DEPTH`.
+
+    Run before `json.loads`, which recurses once per level and would raise `RecursionError` (or exhaust a
+    thread's stack) on a document like 100,000 ``[``. Strings are cut out first, so brackets inside keys
+    are not counted; the scan is C-speed (regex, `accumulate`), with no Python code per character.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"arrays and objects are nested deeper than {_MAX_DEPTH} levels")
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    """`ValueError` for ``NaN``, ``Infinity`` and ``-Infinity``: Python's `json` accepts them, JSON does not."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _shown(value: Any) -> str:
+    """`value`'s repr, cut short: an error message must stay one readable line whatever the index holds."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
+
+
 def _validated(document: Any) -> Index:
     _check_fields(document, _TOP_FIELDS, "the index")
     if document["format"] != INDEX_FORMAT:
-        raise ValueError(f"format is {document['format']!r}, expected {INDEX_FORMAT!r}")
-    if document["version"] != INDEX_VERSION or type(document["version"]) is not int:
-        raise ValueError(f"unsupported version {document['version']!r} (this squirrel reads {INDEX_VERSION})")
+        raise ValueError(f"format is {_shown(document['format'])}, expected {INDEX_FORMAT!r}")
+    if type(document["version"]) is not int or document["version"] != INDEX_VERSION:
+        raise ValueError(f"unsupported version {_shown(document['version'])} (this squirrel reads {INDEX_VERSION})")
     if not isinstance(document["suffix"], str):
-        raise TypeError(f"suffix must be a string, got {document['suffix']!r}")
-    if document["compression"] not in COMPRESSIONS:
-        raise ValueError(f"unknown compression {document['compression']!r}")
+        raise TypeError(f"suffix must be a string, got {_shown(document['suffix'])}")
+    compression = document["compression"]
+    if not (compression is None or isinstance(compression, str)) or compression not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {_shown(compression)}")
     if not isinstance(document["objects"], list):
         raise TypeError("objects must be a list")
     entries = [_entry(item, position) for position, item in enumerate(document["objects"])]
-    return build_index(document["suffix"], document["compression"], entries)
+    total = sum(entry.samples for entry in entries)
+    if total > _MAX_INT:
+        raise ValueError(f"the objects hold {total} samples in total, more than {_MAX_INT}")
+    return build_index(document["suffix"], compression, entries)
 
 
 def _entry(item: Any, position: int) -> IndexEntry:
     where = f"object #{position}"
     _check_fields(item, _ENTRY_FIELDS, where)
-    key = validate_key(item["key"])
+    key = _valid_key(item["key"], where)
+    where = f"{where} ({key!r})"
     for field in ("samples", "bytes"):
         value = item[field]
-        if type(value) is not int or value < 0:
-            raise ValueError(f"{where} ({key!r}): {field} must be a non-negative integer, got {value!r}")
+        if type(value) is not int or not 0 <= value <= _MAX_INT:
+            raise ValueError(f"{where}: {field} must be a non-negative integer below 2**63, got {_shown(value)}")
     crc = item["crc32c"]
-    if not isinstance(crc, str) or len(_b64decode(crc, f"{where} ({key!r})")) != 4:
-        raise ValueError(f"{where} ({key!r}): crc32c must be base64 of 4 bytes, got {crc!r}")
+    if not isinstance(crc, str) or len(_b64decode(crc, where)) != 4:
+        raise ValueError(f"{where}: crc32c must be base64 of 4 bytes, got {_shown(crc)}")
     return IndexEntry(key, item["samples"], item["bytes"], crc)
 
 
-def _b64decode(text: str, where: str) -> bytes:
+def _valid_key(key: Any, where: str) -> str:
+    """`key` if `validate_key` accepts it and it is valid Unicode (no lone surrogate, which JSON's
+    ``\\ud800`` escapes can produce and no object name can hold); `ValueError` naming `where` otherwise."""
+    if not isinstance(key, str):
+        raise ValueError(f"{where}: key must be a str, got {_shown(key)}")
     try:
-        return base64.b64decode(text, validate=True)
+        valid = validate_key(key)
+        valid.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: key {key!r} is not valid Unicode (it holds a lone surrogate)") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return valid
+
+
+def _b64decode(text: str, where: str) -> bytes:
+    """The bytes `text` encodes in canonical base64 (as `checksum` writes it), so equal checksums are equal
+    strings; `ValueError` naming `where` otherwise."""
+    try:
+        decoded = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"{where}: crc32c {text!r} is not base64") from None
+        raise ValueError(f"{where}: crc32c {_shown(text)} is not base64") from None
+    if base64.b64encode(decoded).decode("ascii") != text:
+        raise ValueError(f"{where}: crc32c {_shown(text)} is not canonical base64")
+    return decoded
 
 
 def _check_fields(item: Any, fields: frozenset[str], where: str) -> None:
