@@ -7,6 +7,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "SquirrelError",
+    "StoreChanged",
     "StoreTimeout",
     "StoreUnavailable",
     "UnsafePayloadError",
@@ -30,6 +31,11 @@ class UnsafePayloadError(DecodeError):
 
 class EncodeError(SquirrelError, TypeError):
     """A value cannot be written by a codec (an object array, a type the format cannot hold)."""
+
+
+class StoreChanged(SquirrelError, RuntimeError):
+    """A store kept changing under an operation that needs it to hold still: `write_index` while writers
+    kept adding or replacing objects. The message names the store and what was done instead."""
 
 
 class StoreUnavailable(SquirrelError, ConnectionError):

@@ -121,7 +121,7 @@ def test_an_encode_error_stops_the_write(tmp_path) -> None:
 def test_existing_objects_are_indexed_too(tmp_path) -> None:
     url = str(tmp_path)
     write_shards(make_samples(5), url, shard_size=5, key_prefix="old")
-    write_shards(make_samples(3, prefix="n"), url, shard_size=2, key_prefix="new")
+    write_shards(make_samples(3, prefix="n"), url, shard_size=2, key_prefix="new", mode="append")
     assert list(MessagepackStore(url).keys()) == ["new_000000", "new_000001", "old_000000"]
     assert MessagepackStore(url).count_samples() == 8
 
@@ -133,7 +133,9 @@ async def test_async_api_takes_async_iterables(store_url: str) -> None:
 
     keys = await aio_bulk.write_shards(samples(), store_url, shard_size=2)
     assert keys == ["shard_000000", "shard_000001", "shard_000002"]
-    assert [e.samples for e in (await aio_bulk.DRIVERS["messagepack"](store_url).read_index()).entries] == [2, 2, 1]
+    async with aio_bulk.DRIVERS["messagepack"](store_url) as store:
+        index = await store.read_index()
+    assert index is not None and [e.samples for e in index.entries] == [2, 2, 1]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from squirrel.driver import MessagepackStore
+from squirrel.cli import main
+from squirrel.driver import MessagepackStore, Sample, Shard
+from squirrel.index import INDEX_NAME
 from tests.helpers import make_shards
 
 SCRIPT = str(Path(sys.executable).with_name("squirrel"))
@@ -104,3 +107,173 @@ def test_convert_to_csv_with_gzip(tmp_path: Path) -> None:
     assert sorted(p.name for p in Path(target).iterdir()) == ["shard_000000.csv.gz", "shard_000001.csv.gz"]
     rows = run("cat", target, "shard_000001", "--driver", "csv", "--compression", "gzip", "--json")
     assert [json.loads(line)["value"]["name"] for line in rows.stdout.splitlines()] == ["n4", "n5", "n6"]
+
+
+def run_inline(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`squirrel ARGS` run in this process (faster than a subprocess); an exception it lets out fails the test."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code if isinstance(exit.code, int) else 1
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+
+def write_index_bytes(store_path: str, data: bytes) -> None:
+    Path(store_path, INDEX_NAME).write_bytes(data)
+
+
+DEEP_INDEX = b"[" * 100_000 + b"]" * 100_000
+HUGE_NUMBER_INDEX = (
+    b'{"format": "squirrel-index", "version": 1, "suffix": ".msgpack", "compression": null, "objects": '
+    b'[{"key": "shard_000", "samples": ' + str(10**400).encode() + b', "bytes": 1, "crc32c": "AAAAAA=="}]}'
+)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user mistake: a non-zero exit, one line on stderr naming `needles`, no traceback."""
+    assert result.returncode != 0
+    assert result.stderr.startswith("squirrel ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ls", "{store}"], ["index", "{store}", "--verify"], ["bench", "{store}"], ["convert", "{store}", "{store}-c"]],
+    ids=["ls", "index-verify", "bench", "convert"],
+)
+def test_commands_reading_a_corrupt_index_print_one_line(
+    store_path: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_index_bytes(store_path, DEEP_INDEX)
+    args = [part.format(store=store_path) for part in command] + (["--to", "jsonl"] if "convert" in command else [])
+    assert_one_line_error(run_inline(capsys, *args), "DecodeError", f"{store_path}/{INDEX_NAME}", "nested deeper")
+
+
+@pytest.mark.parametrize(
+    "data", [HUGE_NUMBER_INDEX, gzip.compress(b"garbage"), b'{"format": '], ids=["huge number", "gzip", "truncated"]
+)
+def test_ls_on_a_corrupt_index_is_one_line(store_path: str, data: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    write_index_bytes(store_path, data)
+    assert_one_line_error(run_inline(capsys, "ls", store_path), "DecodeError", f"{store_path}/{INDEX_NAME}")
+
+
+def test_corrupt_index_shows_no_traceback_unless_debug(store_path: str) -> None:
+    write_index_bytes(store_path, DEEP_INDEX)
+    assert_one_line_error(run("ls", store_path), "DecodeError", "nested deeper")
+    debug = run("--debug", "ls", store_path)
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr and "DecodeError" in debug.stderr
+
+
+def test_user_errors_inside_an_exception_group_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = str(tmp_path / "source")
+    MessagepackStore(source).set(Shard([Sample({"x": i}, key=f"k{i}") for i in range(3)], key="a"))
+    target = tmp_path / "target"
+    target.write_text("a file where the target folder should be")
+    result = run_inline(capsys, "convert", source, str(target), "--to", "record", "--shard-size", "3")
+    assert_one_line_error(result, str(target))
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, store_path: str) -> None:
+    def broken(_: object) -> None:
+        raise AssertionError("a bug")
+
+    monkeypatch.setattr("squirrel.cli.cmd_ls", broken)
+    with pytest.raises(AssertionError, match="a bug"):
+        main(["ls", store_path])
+
+
+HOSTILE_KEYS = [
+    "clear\x1b[2J\x1b[Hscreen",
+    "forged\nshard_999\t1\t1",
+    "carriage\rreturn",
+    "c1\x85next-line\x9bcsi",
+    "bidi\u202eevil\u2066",
+    "tab\tinside",
+    "zero\u200bwidth\ufeffbom",
+    "line\u2028separator",
+    "delete\x7fchar",
+]
+PRINTABLE_KEY = "plain-ünïcode-中文"
+
+
+def assert_printable(text: str) -> None:
+    """Only printable characters, tabs and newlines: nothing a terminal would act on."""
+    assert all(c.isprintable() or c in "\t\n" for c in text), repr(text)
+
+
+@pytest.fixture
+def hostile_store(tmp_path: Path) -> str:
+    url = str(tmp_path / "hostile")
+    store = MessagepackStore(url)
+    for key in [*HOSTILE_KEYS, PRINTABLE_KEY]:
+        store.set(Shard([Sample({"x": 1}, key="s")], key=key))
+    return url
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["listing", "index"])
+def test_ls_escapes_control_characters_in_keys(
+    hostile_store: str, indexed: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if indexed:
+        assert run_inline(capsys, "index", hostile_store).returncode == 0
+    result = run_inline(capsys, "ls", hostile_store)
+    assert result.returncode == 0, result.stderr
+    assert_printable(result.stdout + result.stderr)
+    lines = result.stdout.split("\n")
+    assert lines.pop() == "" and len(lines) == len(HOSTILE_KEYS) + 1 == len(result.stdout.splitlines())
+    assert all(len(line.split("\t")) == 3 for line in lines)
+    keys = [line.split("\t")[0] for line in lines]
+    assert "clear\\x1b[2J\\x1b[Hscreen" in keys and "bidi\\u202eevil\\u2066" in keys
+    assert "forged\\nshard_999\\t1\\t1" in keys and PRINTABLE_KEY in keys
+
+
+def test_verify_escapes_object_urls(hostile_store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_inline(capsys, "index", hostile_store).returncode == 0
+    for key in ("unlisted\x1b[31m", "two\nlines"):
+        Path(hostile_store, f"{key}.msgpack").write_bytes(b"new")
+    result = run_inline(capsys, "index", hostile_store, "--verify")
+    assert result.returncode == 1
+    assert_printable(result.stdout + result.stderr)
+    assert len(result.stdout.splitlines()) == 2 and "unlisted\\x1b[31m" in result.stdout
+
+
+def test_error_messages_escape_control_characters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = str(tmp_path / "no\nindex\x1b[2J")
+    result = run_inline(capsys, "index", folder, "--verify")
+    assert_printable(result.stderr)
+    assert_one_line_error(result, "no\\nindex\\x1b[2J")
+    missing = run_inline(capsys, "cat", folder, "gone\x1b]0;title\x07")
+    assert_printable(missing.stderr)
+    assert_one_line_error(missing, "gone")
+    usage = run_inline(capsys, "ls", folder, "extra\x1b[2J", "argument\u202e")
+    assert usage.returncode == 2
+    assert_printable(usage.stderr)
+    assert "extra\\x1b[2J" in usage.stderr and "argument\\u202e" in usage.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "looked_for"),
+    [
+        (["ls", "{typo}"], "'.msgpack'"),
+        (["index", "{typo}"], "'.msgpack'"),
+        (["bench", "{typo}"], "'.msgpack'"),
+        (["convert", "{typo}", "{out}", "--to", "jsonl"], "'.msgpack'"),
+        (["ls", "{store}", "--driver", "jsonl"], "'.jsonl'"),
+        (["ls", "{store}", "--compression", "gzip"], "'.msgpack.gz'"),
+    ],
+)
+def test_reading_nothing_is_an_error_not_zero_samples(
+    store_path: str, tmp_path: Path, args: list[str], looked_for: str
+) -> None:
+    """A typo'd path, the wrong --driver or --compression: one line naming the url and what was looked for,
+    exit 1; never "0 shards, 0 samples" and exit 0."""
+    filled = [a.format(typo=store_path + "-typo", store=store_path, out=str(tmp_path / "out")) for a in args]
+    result = run(*filled)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert f"holds no object ending in {looked_for}" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from typing import Any
 
 import google_crc32c
 import pytest
 
-from squirrel.aio import AsyncMessagepackStore
 from squirrel.aio.fs import filesystem_class_and_options, split_protocol
 from squirrel.driver import JsonlStore, MessagePackDataLoader, MessagepackStore, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
@@ -68,30 +68,6 @@ def test_checksum_is_gcs_form() -> None:
     assert int.from_bytes(base64.b64decode(checksum(data)), "big") == google_crc32c.value(data)
 
 
-def test_keys_and_loader_follow_the_index_not_the_listing(store_url: str) -> None:
-    store = MessagepackStore(store_url)
-    fill(store, [2, 3])
-    store.write_index()
-    store.set(Shard(make_samples(4, prefix="late_"), key="shard_9"))  # valid, but written after indexing
-    assert list(store.keys()) == ["shard_0", "shard_1"]
-    assert MessagepackStore(store_url).count_samples() == 5
-    loaded = [s.key for s in MessagePackDataLoader(store_url).get_iter()]
-    assert len(loaded) == 5 and not any(key.startswith("late_") for key in loaded)
-    store.write_index()
-    assert list(store.keys()) == ["shard_0", "shard_1", "shard_9"]
-    assert len(list(MessagePackDataLoader(store_url).get_iter())) == 9
-
-
-async def test_async_store_uses_the_index(store_url: str) -> None:
-    async with AsyncMessagepackStore(store_url) as store:
-        assert await store.read_index() is None
-        await store.set(Shard(make_samples(3), key="a"))
-        index = await store.write_index()
-        await store.set(Shard(make_samples(1), key="b"))
-        assert [k async for k in store.keys()] == ["a"] == index.keys
-        assert await store.count_samples() == 3
-
-
 def test_count_without_index_says_how(store_url: str) -> None:
     store = MessagepackStore(store_url)
     fill(store, [1])
@@ -121,7 +97,7 @@ def test_listed_shard_missing_is_a_stale_index(store_url: str) -> None:
     store = MessagepackStore(store_url)
     fill(store, [2, 2])
     store.write_index()
-    store.delete("shard_1")
+    store.delete("shard_1", keep_index=True)  # a writer that leaves the index alone
     with pytest.raises(KeyError, match="index is stale") as missing:
         list(MessagePackDataLoader(store_url).get_iter())
     assert "shard_1" in str(missing.value) and INDEX_NAME in str(missing.value)
@@ -134,8 +110,9 @@ def test_shard_changed_after_indexing_is_caught_with_verify_checksums(store_url:
     store.set(Shard([Sample({"i": 1}, key="x")], key="shard_0"))
     store.set(Shard([Sample({"i": 1}, key="y")], key="shard_1"))
     store.write_index()
-    store.set(Shard([Sample({"i": 2}, key="x")], key="shard_0"))  # same size, other bytes
-    store.set(Shard([Sample({"i": 1, "more": "x" * 1000}, key="y")], key="shard_1"))  # other size
+    # writers that leave the index alone (as another tool's would)
+    store.set(Shard([Sample({"i": 2}, key="x")], key="shard_0"), keep_index=True)  # same size, other bytes
+    store.set(Shard([Sample({"i": 1, "more": "x" * 1000}, key="y")], key="shard_1"), keep_index=True)
     assert [s.value for s in store.get("shard_0")] == [{"i": 2}]  # not verified by default
     verified = MessagepackStore(store_url, verify_checksums=True)
     with pytest.raises(DecodeError, match="stale index") as changed:
@@ -145,7 +122,7 @@ def test_shard_changed_after_indexing_is_caught_with_verify_checksums(store_url:
         list(verified.get("shard_1"))
     with pytest.raises(DecodeError, match="stale index"):
         list(MessagePackDataLoader(store_url, verify_checksums=True).get_iter())
-    store.set(Shard([Sample({"i": 3}, key="z")], key="shard_2"))
+    store.set(Shard([Sample({"i": 3}, key="z")], key="shard_2"), keep_index=True)
     with pytest.raises(DecodeError, match=r"stale index.*shard_2\.msgpack is not listed"):
         list(verified.get("shard_2"))
     verified.write_index()
@@ -228,3 +205,98 @@ def test_dump_and_parse_round_trip() -> None:
     empty = build_index(".msgpack", None, [])
     assert parse_index(dump_index(empty), "x") == empty
     assert repr(index) == "Index(suffix='.jsonl.gz', compression='gzip', objects=2, samples=4)"
+
+
+SOURCE = "gs://b/store/_squirrel_index.json"
+
+
+def with_objects(objects: str) -> bytes:
+    """A valid header whose "objects" value is the raw JSON text `objects`."""
+    head = '{"format": "squirrel-index", "version": 1, "suffix": ".msgpack", "compression": null, "objects": '
+    return (head + objects + "}").encode()
+
+
+def entry_text(**fields: str) -> str:
+    """One entry as raw JSON text: a valid one with `fields` (raw JSON values) replaced."""
+    values = {"key": '"a"', "samples": "2", "bytes": "10", "crc32c": json.dumps(checksum(b"a"))} | fields
+    return "{" + ", ".join(f'"{name}": {value}' for name, value in values.items()) + "}"
+
+
+def one_entry(**fields: str) -> bytes:
+    return with_objects(f"[{entry_text(**fields)}]")
+
+
+DEEP = 100_000
+MALFORMED = {
+    "deep lists": (b"[" * DEEP + b"]" * DEEP, "nested deeper than"),
+    "deep objects": (b'{"a": ' * DEEP + b"1" + b"}" * DEEP, "nested deeper than"),
+    "deep and truncated": (b"[" * DEEP, "nested deeper than"),
+    "deep in objects": (with_objects("[" * DEEP + "]" * DEEP), "nested deeper than"),
+    "deep in a field": (one_entry(samples="[" * DEEP + "]" * DEEP), "nested deeper than"),
+    "10**400 samples": (one_entry(samples=str(10**400)), "samples must be a non-negative integer below 2**63"),
+    "2**70 bytes": (one_entry(bytes=str(2**70)), "bytes must be a non-negative integer below 2**63"),
+    "2**63 bytes": (one_entry(bytes=str(2**63)), "bytes must be a non-negative integer below 2**63"),
+    "5000 digits": (one_entry(samples="9" * 5000), "not valid JSON"),
+    "negative bytes": (one_entry(bytes="-5"), "bytes must be a non-negative integer below 2**63"),
+    "float samples": (one_entry(samples="2.0"), "samples must be a non-negative integer"),
+    "1e400 bytes": (one_entry(bytes="1e400"), "bytes must be a non-negative integer"),
+    "NaN samples": (one_entry(samples="NaN"), "not valid JSON"),
+    "string samples": (one_entry(samples='"3"'), "samples must be a non-negative integer"),
+    "null bytes": (one_entry(bytes="null"), "bytes must be a non-negative integer"),
+    "int crc32c": (one_entry(crc32c="12345"), "crc32c must be base64 of 4 bytes"),
+    "list crc32c": (one_entry(crc32c="[]"), "crc32c must be base64 of 4 bytes"),
+    "non-canonical crc32c": (one_entry(crc32c='"AAAAAB=="'), "not canonical base64"),
+    "int key": (one_entry(key="7"), "key must be a str"),
+    "object key": (one_entry(key="{}"), "key must be a str"),
+    "empty key": (one_entry(key='""'), "key must not be empty"),
+    "long key": (one_entry(key=json.dumps("k" * 300)), "longer than"),
+    "lone surrogate key": (one_entry(key='"a\\ud800"'), "not valid Unicode"),
+    "total samples overflow": (
+        with_objects("[" + entry_text(samples=str(2**62)) + ", " + entry_text(key='"b"', samples=str(2**62)) + "]"),
+        "samples in total",
+    ),
+    "list compression": (edited(lambda d: d.update(compression=["gzip"])), "unknown compression"),
+    "dict suffix": (edited(lambda d: d.update(suffix={})), "suffix must be a string"),
+    "list format": (edited(lambda d: d.update(format=[])), "format is []"),
+    "float version": (edited(lambda d: d.update(version=1.0)), "unsupported version 1.0"),
+    "huge version": (edited(lambda d: d.update(version=2**70)), "unsupported version"),
+    "null objects": (edited(lambda d: d.update(objects=None)), "objects must be a list"),
+    "top-level string": (b'"squirrel-index"', "must be a JSON object"),
+    "top-level number": (b"1", "must be a JSON object"),
+    "top-level null": (b"null", "must be a JSON object"),
+    "empty": (b"", "not valid JSON"),
+    "truncated": (dump_index(build_index(".msgpack", None, [IndexEntry("a", 1, 1, checksum(b""))]))[:-20], "not valid"),
+    "not UTF-8": (b'{"format": "squirrel-index\xff"}', "not valid JSON"),
+    "gzip'd garbage": (gzip.compress(b"\x00garbage" * 100), "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize(("data", "complaint"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_index_is_a_decode_error_naming_it(data: bytes, complaint: str) -> None:
+    with pytest.raises(DecodeError) as error:
+        parse_index(data, SOURCE)
+    assert SOURCE in str(error.value)
+    assert complaint in str(error.value)
+
+
+def test_brackets_and_quotes_inside_strings_are_not_nesting() -> None:
+    key = '"[{' * 40  # a valid key: its brackets and escaped quotes are text, not structure
+    entries = [IndexEntry(key, 1, 3, checksum(b"abc")), IndexEntry("b" + "[" * 150, 0, 0, checksum(b""))]
+    index = build_index(".msgpack", None, entries)
+    assert parse_index(dump_index(index), SOURCE) == index
+
+
+def test_largest_sane_numbers_are_accepted() -> None:
+    index = build_index(".msgpack", None, [IndexEntry("a", 2**63 - 1, 2**63 - 1, checksum(b""))])
+    assert parse_index(dump_index(index), SOURCE) == index
+
+
+def test_deeply_nested_index_in_a_store_is_a_decode_error(store_url: str) -> None:
+    store = MessagepackStore(store_url)
+    fill(store, [1])
+    fs, root = raw_filesystem(store_url)
+    fs.pipe_file(f"{root}/{INDEX_NAME}", b"[" * DEEP + b"]" * DEEP)
+    for call in (store.keys, store.read_index, store.count_samples):
+        with pytest.raises(DecodeError, match="nested deeper than") as error:
+            call()
+        assert f"{store_url}/{INDEX_NAME}" in str(error.value)

@@ -103,7 +103,8 @@ def test_a_stale_index_is_reported_not_replayed_wrongly(tmp_path) -> None:
     url = str(tmp_path / "store")
     write_store(url)
     store = MessagepackStore(url)
-    store.set(Shard([Sample({"label": 0}, "extra_0")], key="shard_000"))  # 1 sample now; the index says 7
+    # a writer that leaves the index alone: 1 sample now; the index says 7
+    store.set(Shard([Sample({"label": 0}, "extra_0")], key="shard_000"), keep_index=True)
     stream = MessagePackDataLoader(url).get_iter()
     with pytest.raises(DecodeError, match="'shard_000' holds 1 samples but the store's index says 7"):
         list(stream.resumed(2))

@@ -174,3 +174,14 @@ async def test_async_store_on_the_callers_loop_closes_its_session(gcs_url: str) 
     assert session is not None and not session.closed
     await store.aclose()
     assert session.closed
+
+
+def test_a_record_store_shard_write_raises_its_first_error_not_a_group(store_url: str) -> None:
+    """Each sample of a shard is written by its own task: a bad one raises its own error, as a single write
+    does (not an ExceptionGroup), so ``except EncodeError`` and the CLI's one-line errors work."""
+    from squirrel.errors import EncodeError
+
+    store = RecordStore(store_url)
+    bad = Shard([Sample({"ok": 1}, key="a"), Sample({"bad": object()}, key="b")], key="s")
+    with pytest.raises(EncodeError, match="object"):
+        store.set(bad)

@@ -69,12 +69,14 @@ class RecordStore(SyncTwin):
     fetch = blocking(AsyncRecordStore.fetch)
     list_keys = blocking(AsyncRecordStore.list_keys)
     list_objects = blocking(AsyncRecordStore.list_objects)
+    list_names = blocking(AsyncRecordStore.list_names)
     set = blocking(AsyncRecordStore.set)
     exists = blocking(AsyncRecordStore.exists)
     cleanup = blocking(AsyncRecordStore.cleanup)
     delete = blocking(AsyncRecordStore.delete)
     write_index = blocking(AsyncRecordStore.write_index)
     read_index = blocking(AsyncRecordStore.read_index)
+    drop_index = blocking(AsyncRecordStore.drop_index)
     count_samples = blocking(AsyncRecordStore.count_samples)
 
     def __repr__(self) -> str:

@@ -1,23 +1,34 @@
 """`IndexedStore`: the part of a store that lists its objects, and reads, writes and checks its index.
 
 An optional index at the root (`squirrel.index`) lists every object with its sample count, size and crc32c:
-`list_keys` then reads it instead of listing, and `count_samples` answers without reading a shard. It is
-written once, by `write_index` (a bulk write calls it at its end); `set` and `delete` leave it alone, so
-concurrent writers never race on it, and changing a store after indexing makes the index stale until it
-is written again.
+`list_keys` then reads it instead of listing, and `count_samples` answers without reading a shard.
+
+No write made through squirrel is invisible to its readers, and a fresh index costs readers nothing:
+- `set` and `delete` remove the index once their objects are written or removed (one request, or one
+  `unlink` in the writer's own thread hop on local disk). Readers then list the store until `write_index`
+  runs again. Writers never rewrite the index, so concurrent writers never race on its contents.
+- `write_index` lists the store, writes the index, then lists again: an object that appeared or changed
+  in between (a writer whose removal of the index came before the new index was written) makes it index
+  again. Together: any write either lands before the second listing (and is indexed) or removes the
+  index after it was written.
+- A bulk writer (`write_shards`) keeps the old index while it writes (``set(..., keep_index=True)``) and
+  writes the new one at its end, so readers see the old dataset, then the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
+from collections import Counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.aio.fs import gcs_endpoint, is_local
 from squirrel.aio.retry import RetryPolicy, with_retries
+from squirrel.aio.stores.layout import format_suffix, reader_of
 from squirrel.aio.stores.local import local_names, write_local_atomically
 from squirrel.aio.stream import AsyncIterableSource
-from squirrel.errors import DecodeError
+from squirrel.errors import DecodeError, StoreChanged
 from squirrel.index import (
     Index,
     IndexEntry,
@@ -30,7 +41,7 @@ from squirrel.index import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Collection, Iterable
 
     from fsspec.asyn import AsyncFileSystem
 
@@ -38,7 +49,7 @@ if TYPE_CHECKING:
     from squirrel.codec.base import Buffer
     from squirrel.sample import Sample
 
-__all__ = ["CHECKSUM_IN_THREAD_BYTES", "LOCAL_PROTOCOLS", "IndexedStore"]
+__all__ = ["CHECKSUM_IN_THREAD_BYTES", "INDEX_ATTEMPTS", "LOCAL_PROTOCOLS", "IndexedStore"]
 
 T = TypeVar("T")
 
@@ -48,10 +59,19 @@ LOCAL_PROTOCOLS = ("file", "local", "memory")
 CHECKSUM_IN_THREAD_BYTES = 8 * 1024 * 1024
 """Objects at least this large are checksummed in a worker thread (crc32c runs at ~15 GB/s)."""
 
+INDEX_ATTEMPTS = 3
+"""Times `write_index` indexes a store that writers keep changing before it gives up."""
+
 PARSE_IN_THREAD_BYTES = 256 * 1024
 """An index at least this large is parsed in a worker thread, so the loop keeps serving requests."""
 
-_VERBS = {"_cat_file": "reading", "_pipe_file": "writing", "_ls": "listing", "_exists": "looking up"}
+_VERBS = {
+    "_cat_file": "reading",
+    "_pipe_file": "writing",
+    "_ls": "listing",
+    "_exists": "looking up",
+    "_rm_file": "removing",
+}
 """How an error names what a filesystem method was doing."""
 
 
@@ -126,18 +146,32 @@ class IndexedStore:
 
     async def list_objects(self) -> dict[str, int]:
         """The stored size of every object under the root, by key, from a listing (never from the index)."""
+        return {key: size for key, (size, _) in (await self._listing()).items()}
+
+    async def list_names(self) -> list[str]:
+        """The name of everything directly under the store's root (objects of any format, the index too),
+        sorted: what a writer that must not mix with earlier data checks first."""
+        return sorted(info["name"].rstrip("/").rsplit("/", 1)[-1] for info in await self._ls_root())
+
+    async def _ls_root(self) -> list[dict[str, Any]]:
         fs = self._fs()
         try:
-            infos = await self._request(self.layout.url, fs._ls, self.layout.root, detail=True)
+            infos: list[dict[str, Any]] = await self._request(self.layout.url, fs._ls, self.layout.root, detail=True)
         except FileNotFoundError:
             await self._check_root_reachable(fs)
-            return {}
-        sizes = {}
-        for info in infos:
+            return []
+        return infos
+
+    async def _listing(self, only: Collection[str] | None = None) -> dict[str, tuple[int, object]]:
+        """(size, version) of every object under the root (or of the keys `only`), by key: the version is
+        what the filesystem changes on every write (gs:// generation, local mtime, memory:// creation time)."""
+        listing = {}
+        for info in await self._ls_root():
             key = self.layout.key_of(info["name"].rstrip("/").rsplit("/", 1)[-1])
-            if key is not None:
-                sizes[key] = info["size"]
-        return sizes
+            if key is not None and (only is None or key in only):
+                version = info.get("generation") or info.get("mtime") or info.get("created")
+                listing[key] = (info["size"], version)
+        return listing
 
     async def _check_root_reachable(self, fs: AsyncFileSystem) -> None:
         """Raise `FileNotFoundError` when the store's bucket itself is missing (not just its folder)."""
@@ -146,6 +180,28 @@ class IndexedStore:
         bucket = self.layout.root.split("/", 1)[0]
         if not await self._request(f"{self.layout.protocol}://{bucket}", fs._exists, bucket):
             raise FileNotFoundError(f"bucket {bucket!r} of store {self.layout.url} does not exist")
+
+    async def nothing_to_read(self) -> FileNotFoundError:
+        """The error for a reader that found no object in the store: it names the url and the suffix looked
+        for, and says what the url holds instead (the objects of other formats, with the driver and
+        compression that read them), or that nothing is there at all."""
+        looked = f"{self.layout.url} holds no object ending in {self.layout.suffix!r}"
+        names = [name for name in await self.list_names() if not name.startswith(".")]
+        found = Counter(suffix for name in names if (suffix := format_suffix(name)) is not None)
+        if found:
+            other = "; ".join(
+                f"{count} ending in {suffix!r} ({reader_of(suffix)})" for suffix, count in found.most_common()
+            )
+            hint = f"it holds {other}"
+        elif names:
+            shown = ", ".join(repr(name) for name in names[:3]) + (", ..." if len(names) > 3 else "")
+            hint = f"it holds {len(names)} other file(s) ({shown}), none of them squirrel's"
+        else:
+            hint = "nothing is there (a typo in the path?"
+            if self.layout.protocol == "file" and not self.layout.url.startswith(("/", ".", "~", "file:")):
+                hint += f" A bucket is read as gs://{self.layout.url}"
+            hint += ")"
+        return FileNotFoundError(f"{looked}: {hint}. Pass allow_empty=True to read an empty store as empty.")
 
     # -- index ---------------------------------------------------------------------------------
 
@@ -184,33 +240,66 @@ class IndexedStore:
             )
         return index.num_samples
 
-    async def write_index(self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16) -> Index:
-        """Index every object of the store, write the index atomically at the root, and return it.
+    async def write_index(
+        self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16, only: Collection[str] | None = None
+    ) -> Index:
+        """Index every object of the store (or the keys `only`), write the index atomically at the root, and
+        return it.
 
         The folder is listed (the old index is ignored) and each object read and decoded to count its
         samples, at most `max_concurrency` at once; objects in `known` whose listed size matches are taken
-        as given (a bulk writer knows what it wrote). Call it once, after the writes.
+        as given (a bulk writer knows what it wrote; an overwrite indexes `only` what it wrote, not the old
+        objects it removes next). The folder is listed again after the index is
+        written: if a writer changed the store meanwhile, it indexes again (`INDEX_ATTEMPTS` times in all,
+        then removes its index and raises `StoreChanged`, so readers list the store instead of missing a
+        write).
         """
-        sizes = await self.list_objects()
         given = {entry.key: entry for entry in known}
+        listing = await self._listing(only)
+        for _ in range(INDEX_ATTEMPTS):
+            index = await self._index_of(listing, given, max_concurrency)
+            await self._write_index_object(dump_index(index))
+            self._index, self._index_read = index, True
+            relisted = await self._listing(only)
+            if relisted == listing:
+                return index
+            listing = relisted
+        await self.drop_index()
+        raise StoreChanged(
+            f"{self.layout.url} kept changing while it was being indexed ({INDEX_ATTEMPTS} attempts): "
+            "its index was removed, so readers list the store; index it once the writers are done"
+        )
 
+    async def _index_of(
+        self, listing: dict[str, tuple[int, object]], given: dict[str, IndexEntry], max_concurrency: int
+    ) -> Index:
         async def entry_of(key: str) -> IndexEntry:
             entry = given.get(key)
-            if entry is not None and entry.size == sizes[key]:
+            if entry is not None and entry.size == listing[key][0]:
                 return entry
             data = await self._read_unverified(key)
             return await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
 
-        entries = await AsyncIterableSource(sorted(sizes)).async_map(entry_of, max_concurrency).collect()
-        index = build_index(self.layout.suffix, self.compression, entries)
-        data = dump_index(index)
+        entries = await AsyncIterableSource(sorted(listing)).async_map(entry_of, max_concurrency).collect()
+        return build_index(self.layout.suffix, self.compression, entries)
+
+    async def _write_index_object(self, data: bytes) -> None:
         fs = self._fs()
         if is_local(fs):
             await asyncio.to_thread(write_local_atomically, self.layout.index_path, data)
         else:  # an upload is published whole or not at all
             await self._request(self.index_url, fs._pipe_file, self.layout.index_path, data)
-        self._index, self._index_read = index, True
-        return index
+
+    async def drop_index(self) -> None:
+        """Remove the store's index, if it has one: readers list the store until `write_index` runs again."""
+        fs = self._fs()
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # none, or a single-file store
+            await self._request(self.index_url, fs._rm_file, self.layout.index_path)
+        self._forget_index()
+
+    def _forget_index(self) -> None:
+        """Forget the index this store read or wrote (it was removed): the next use reads it anew."""
+        self._index, self._index_read = None, False
 
     async def _read_unverified(self, key: str) -> bytes:
         try:

@@ -9,18 +9,11 @@ counts, checksums) is handled by `IndexedStore`, its base.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from squirrel.aio.fs import (
-    acquire_filesystem,
-    check_storage_options,
-    is_blocking,
-    is_local,
-    release_filesystem,
-    split_protocol,
-)
+from squirrel.aio.fs import LoopFilesystems, check_storage_options, is_blocking, is_local, split_protocol
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
@@ -113,12 +106,10 @@ class AsyncRecordStore(IndexedStore):
         self.max_decompressed_size = max_decompressed_size
         self.verify_checksums = verify_checksums
         self.storage_options = storage_options
-        check_storage_options(split_protocol(url)[0], storage_options)
+        check_storage_options(split_protocol(url)[0], storage_options, url=url, parameters=type(self).__init__)
         self.layout = Layout.of(url, self.codec.suffix + COMPRESSIONS[compression], storage_options)
         self.retry = retry or (NO_RETRY if self.layout.protocol in LOCAL_PROTOCOLS else RetryPolicy())
-        self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncFileSystem] = (
-            weakref.WeakKeyDictionary()  # a loop that is gone takes its entry with it
-        )
+        self._filesystems = LoopFilesystems(self.layout.protocol, storage_options)
         super().__init__()
 
     @property
@@ -134,15 +125,6 @@ class AsyncRecordStore(IndexedStore):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["_filesystems"] = None  # loop-bound: each process opens its own
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._filesystems = weakref.WeakKeyDictionary()
-
     async def __aenter__(self) -> Self:
         return self
 
@@ -151,16 +133,10 @@ class AsyncRecordStore(IndexedStore):
 
     async def aclose(self) -> None:
         """Release this store's filesystem on the running loop (closing its session if it was the last user)."""
-        fs = self._filesystems.pop(asyncio.get_running_loop(), None)
-        if fs is not None:
-            await release_filesystem(fs)
+        await self._filesystems.release()
 
     def _fs(self) -> AsyncFileSystem:
-        loop = asyncio.get_running_loop()
-        fs = self._filesystems.get(loop)
-        if fs is None:
-            fs = self._filesystems[loop] = acquire_filesystem(self.layout.protocol, self.storage_options)
-        return fs
+        return self._filesystems.get()
 
     def object_url(self, key: str) -> str:
         """The full URL of the object that holds `key` (used in error messages)."""
@@ -293,43 +269,64 @@ class AsyncRecordStore(IndexedStore):
         """Encode and compress `samples` as the bytes of one object (pure CPU)."""
         return compress(self.codec.encode(samples), self.compression)
 
-    async def set(self, item: Sample | Shard) -> list[IndexEntry]:
+    async def set(self, item: Sample | Shard, *, keep_index: bool = False) -> list[IndexEntry]:
         """Store `item` atomically: a reader sees the old object or the new one, never a partial one.
 
         A record store writes each sample of a shard as its own object; a shard store writes a shard as
         one object and a lone sample as a one-sample shard under the sample's key. Returns the index
-        entries of the objects written; the store's index itself is left alone (see `write_index`).
-        `TypeError` for anything but a Sample or a Shard, `EncodeError` for a value the codec cannot hold.
+        entries of the objects written. Once the objects are written, the store's index is removed (see
+        `IndexedStore`): readers list the store until `write_index` runs again, so no write is invisible.
+        `keep_index=True` leaves it in place, for a writer that rewrites the index itself afterwards
+        (`write_shards` does). `TypeError` for anything but a Sample or a Shard, `EncodeError` for a value
+        the codec cannot hold.
         """
         objects = self._objects_of(item)
+        drop_index = not keep_index
         if len(objects) == 1:
-            return [await self._put(*objects[0])]
+            return [await self._put(*objects[0], drop_index=drop_index)]
         limit = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
 
         async def put_bounded(key: str, samples: Sequence[Sample]) -> IndexEntry:
             async with limit:
-                return await self._put(key, samples)
+                return await self._put(key, samples, drop_index=False)
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(put_bounded(key, samples)) for key, samples in objects]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(put_bounded(key, samples)) for key, samples in objects]
+        except ExceptionGroup as failed:  # the first write's error, as a single write raises it
+            raise failed.exceptions[0] from None
+        if drop_index:
+            await self.drop_index()
         return [task.result() for task in tasks]
 
-    async def _put(self, key: str, samples: Sequence[Sample]) -> IndexEntry:
+    async def _put(self, key: str, samples: Sequence[Sample], drop_index: bool) -> IndexEntry:
+        """Write one object; with `drop_index`, remove the index after it (local disk: in the same thread hop)."""
         fs = self._fs()
         path = self._object_path(key)
         if is_local(fs):
-            return await asyncio.to_thread(self._encode_and_write_local, key, path, samples)
+            index_path = self.layout.index_path if drop_index else None
+            entry = await asyncio.to_thread(self._encode_and_write_local, key, path, samples, index_path)
+            if drop_index:
+                self._forget_index()
+            return entry
         data, entry = await asyncio.to_thread(self._encode_and_describe, key, samples)
         await self._request(self.object_url(key), fs._pipe_file, path, data)
+        if drop_index:
+            await self.drop_index()
         return entry
 
     def _encode_and_describe(self, key: str, samples: Sequence[Sample]) -> tuple[bytes, IndexEntry]:
         data = self.encode(samples)
         return data, describe(key, data, len(samples))
 
-    def _encode_and_write_local(self, key: str, path: str, samples: Sequence[Sample]) -> IndexEntry:
+    def _encode_and_write_local(
+        self, key: str, path: str, samples: Sequence[Sample], index_path: str | None
+    ) -> IndexEntry:
         data, entry = self._encode_and_describe(key, samples)
         write_local_atomically(path, data)
+        if index_path is not None:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # none, or a single-file store
+                os.unlink(index_path)
         return entry
 
     async def cleanup(self, older_than: float = 3600.0) -> list[str]:
@@ -343,9 +340,12 @@ class AsyncRecordStore(IndexedStore):
             return []
         return await asyncio.to_thread(remove_stale_temp_files, self.layout.root, older_than)
 
-    async def delete(self, key: str) -> None:
-        """Remove the object stored under `key`; `KeyError` if there is none."""
+    async def delete(self, key: str, *, keep_index: bool = False) -> None:
+        """Remove the object stored under `key`, then the store's index unless `keep_index` (as `set` does);
+        `KeyError` if there is none."""
         try:
             await self._request(self.object_url(key), self._fs()._rm_file, self._object_path(key))
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r}") from None
+        if not keep_index:
+            await self.drop_index()
