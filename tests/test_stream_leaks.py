@@ -324,3 +324,68 @@ def test_sync_finished_stream_leaks_nothing(kind: str) -> None:
     assert _io_loop_task_count() == 0
     assert not _new_threads(threads)
     assert _fd_count() <= fds  # a leak adds descriptors; unrelated idle connections may close meanwhile
+
+
+_UNCLOSED_LOADERS = """
+import asyncio, sys
+from squirrel.driver import MessagePackDataLoader, MessagepackStore
+from squirrel.errors import DecodeError
+from tests.helpers import make_shards
+
+url = sys.argv[1]
+store = MessagepackStore(url)
+for shard in make_shards(12, 20):
+    store.set(shard)
+with open(f"{url}/shard_005.msgpack", "r+b") as file:
+    file.seek(40)
+    file.write(b"\\xff" * 30)
+
+
+async def leave_by_break() -> None:
+    loader = MessagePackDataLoader.async_class(url)
+    async for _ in loader.get_iter(max_concurrency=8, prefetch=8):
+        break  # the stream is left to the garbage collector and the loop's shutdown
+    await loader.aclose()
+
+
+async def leave_by_decode_error() -> None:
+    loader = MessagePackDataLoader.async_class(url)
+    try:
+        async for _ in loader.get_iter(max_concurrency=4, prefetch=4).async_map(lambda s: s, 4):
+            pass
+    except DecodeError:
+        pass
+    await loader.aclose()
+
+
+for seed in range(15):
+    asyncio.run(leave_by_break())
+    asyncio.run(leave_by_decode_error())
+    try:
+        for _ in MessagePackDataLoader(url).get_iter(max_concurrency=4, prefetch=4, shuffle_key_buffer=4, seed=seed):
+            pass
+    except DecodeError:
+        pass
+print("finished")
+"""
+
+
+def test_streams_left_to_the_loop_shutdown_close_cleanly(tmp_path) -> None:
+    """A stream left by `break` (closed by the garbage collector and `asyncio.run`'s shutdown, which cancels
+    the closing task and then closes every live generator at once) or by a `DecodeError` closes without
+    "aclose(): asynchronous generator is already running" or any other complaint, in dev mode."""
+    import subprocess
+    import sys
+
+    (tmp_path / "store").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", _UNCLOSED_LOADERS, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        check=False,
+    )
+    complaints = [line for line in result.stderr.splitlines() if "took" not in line and "Executing" not in line]
+    assert result.returncode == 0 and result.stdout.strip() == "finished", result.stderr[-3000:]
+    assert complaints == [], "\n".join(complaints[:40])

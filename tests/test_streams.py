@@ -331,6 +331,12 @@ def test_take_and_loop_counts(face: Face, items: list[int], n: int, k: int, m: i
         assert face.collect(source.loop(None).take(m).zip_index()) == list(enumerate((items * (m + 1))[:m]))
 
 
+def test_looping_an_empty_source_ends(face: Face) -> None:
+    """A pass that yields nothing ends the loop (it used to spin forever)."""
+    assert face.collect(face.source([]).loop()) == []
+    assert face.collect(face.source([]).loop().take(3)) == []
+
+
 @PROPERTY
 @given(items=st.lists(st.text(max_size=3), max_size=40))
 def test_zip_index(face: Face, items: list[str]) -> None:

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from squirrel.aio.executors import call, is_async_callable
 from squirrel.batching import Batcher
@@ -34,8 +34,11 @@ __all__ = [
     "prefetch_items",
     "shuffle_items",
     "take_items",
+    "uninterrupted",
     "zip_index_items",
 ]
+
+T = TypeVar("T")
 
 
 async def iterate(
@@ -57,10 +60,31 @@ async def iterate(
 
 
 async def close(iterator: Any) -> None:
-    """`aclose()` an async iterator if it supports it (our operators do; third-party ones may not)."""
+    """`aclose()` an async iterator if it supports it (our operators do; third-party ones may not), to its
+    end even if this task is cancelled meanwhile (see `uninterrupted`)."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
-        await aclose()
+        await uninterrupted(aclose())
+
+
+async def uninterrupted(awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` to its end even if this task is cancelled meanwhile; then raise the cancellation.
+
+    Cleanup (cancelling the tasks an operator owns, closing its upstream) that a second cancellation cut
+    short would leave a generator half-closed, suspended in its ``finally``: the loop's shutdown, which
+    closes every live async generator at once, then fails with "aclose(): asynchronous generator is
+    already running". anyio shields cleanup the same way.
+    """
+    future = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return future.result()
 
 
 async def map_items(source: AsyncIterator[Any], fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
@@ -93,7 +117,7 @@ async def _cancel_all(tasks: Iterable[asyncio.Future[Any]]) -> None:
     for task in tasks:
         task.cancel()
     if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await uninterrupted(asyncio.gather(*tasks, return_exceptions=True))
 
 
 async def async_map_items(
@@ -134,10 +158,14 @@ async def async_map_items(
                     pending.remove(task)
                     yield task.result()
     finally:
-        await _cancel_all(pending)
-        await close(source)
-        if owned_pool is not None:
-            owned_pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            await _cancel_all(pending)
+        finally:
+            try:
+                await close(source)
+            finally:
+                if owned_pool is not None:
+                    owned_pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def prefetch_items(source: AsyncIterator[Any], size: int) -> AsyncIterator[Any]:
@@ -164,8 +192,10 @@ async def prefetch_items(source: AsyncIterator[Any], size: int) -> AsyncIterator
                 raise item.error
             yield item
     finally:
-        await _cancel_all([producer])
-        await close(source)
+        try:
+            await _cancel_all([producer])
+        finally:
+            await close(source)
 
 
 async def _through(source: AsyncIterator[Any], buffer: Batcher[Any] | ShuffleBuffer[Any]) -> AsyncIterator[Any]:

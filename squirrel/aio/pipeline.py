@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from squirrel.aio.buffer_pool import BufferPool
-from squirrel.aio.operators import close, closing
+from squirrel.aio.operators import close, closing, uninterrupted
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.errors import DecodeError
 from squirrel.plan import CONSUMED, LoadPlan
@@ -188,8 +188,8 @@ class Pass:
                 try:
                     while (chunk := await asyncio.to_thread(_next_chunk, decoded)) is not None:
                         yield chunk
-                finally:
-                    await asyncio.to_thread(decoded.close)
+                finally:  # the thread may still be in the decoder: it closes it once that returns
+                    await uninterrupted(asyncio.to_thread(decoded.close))
 
 
 def _no_rest() -> Iterable[bytes]:

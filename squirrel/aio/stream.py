@@ -88,7 +88,11 @@ class AsyncComposable(Stage):
         return self._then(ops.take_items, n)
 
     def loop(self, n: int | None = None) -> AsyncComposable:
-        """Iterate the stream `n` times over (forever when None); the source must be re-iterable."""
+        """Iterate the stream `n` times over (forever when None); the source must be re-iterable.
+
+        A pass that yields nothing ends the loop: looping an empty source (or a rank's empty share of a
+        store) would otherwise spin, re-listing the store thousands of times a second.
+        """
         return _Loop(self, n)
 
     def flatten(self) -> AsyncComposable:
@@ -154,9 +158,13 @@ class _Loop(AsyncComposable):
     async def __aiter__(self) -> AsyncIterator[Any]:
         done = 0
         while self.n is None or done < self.n:
+            empty = True
             async with ops.closing(aiter(self.upstream)) as iterator:
                 async for item in iterator:
+                    empty = False
                     yield item
+            if empty:  # another pass would yield nothing either: looping on would spin (or flood a store)
+                return
             done += 1
 
 

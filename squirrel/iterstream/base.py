@@ -101,7 +101,11 @@ class Composable(Stage):
         return self._then(ops.take_items, n)
 
     def loop(self, n: int | None = None) -> Composable:
-        """Iterate the stream `n` times over (forever when None); the source must be re-iterable."""
+        """Iterate the stream `n` times over (forever when None); the source must be re-iterable.
+
+        A pass that yields nothing ends the loop: looping an empty source (or a rank's empty share of a
+        store) would otherwise spin, re-listing the store thousands of times a second.
+        """
         return _Loop(self, n)
 
     def flatten(self) -> Composable:
@@ -213,7 +217,12 @@ class _Loop(Composable):
     def __iter__(self) -> Iterator[Any]:
         done = 0
         while self.n is None or done < self.n:
-            yield from self.source
+            empty = True
+            for item in self.source:
+                empty = False
+                yield item
+            if empty:  # another pass would yield nothing either: looping on would spin (or flood a store)
+                return
             done += 1
 
 
