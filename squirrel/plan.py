@@ -57,6 +57,8 @@ class LoadPlan:
     world_size: int | None = None
     on_error: str = "raise"
     equalize: str | None = None
+    allow_empty: bool = False
+    """Whether a store with no object to read is read as empty, rather than refused (a typo'd url)."""
     placeholders: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """Keys a resumed pass does not fetch: each stands in for its count of already consumed samples."""
     index_counts: Sequence[tuple[str, int]] | None = None

@@ -109,9 +109,10 @@ def test_seed_and_epoch_fix_the_order(face: Face, messagepack_url: str) -> None:
 
 
 def test_both_faces_give_the_same_order(messagepack_url: str) -> None:
+    faces = [Face("sync"), Face("async")]
     orders = [
-        Face(name).keys(Face(name).loader(MessagePackDataLoader, messagepack_url).get_iter(seed=5, epoch=2, **SHUFFLED))
-        for name in ("sync", "async")
+        face.keys(face.loader(MessagePackDataLoader, messagepack_url).get_iter(seed=5, epoch=2, **SHUFFLED))
+        for face in faces
     ]
     assert orders[0] == orders[1]
 
@@ -276,3 +277,13 @@ def test_an_async_pass_refuses_to_decode_in_the_consumer() -> None:
     run = Pass(AsyncMessagepackStore("memory://nowhere"), LoadPlan(), LoaderMetrics(), [])
     with pytest.raises(ValueError, match="'worker' or 'loop'"):
         asyncio.run(anext(run.chunks("consumer")))
+
+
+def test_a_looped_loader_whose_rank_share_is_empty_ends(face: Face, store_url: str) -> None:
+    """One shard, two ranks: rank 1's share is empty, and looping it ends at once instead of re-listing the
+    store thousands of times a second."""
+    MessagepackStore(store_url).set(Shard(make_samples(3), key="only"))
+    loader = face.loader(MessagePackDataLoader, store_url)
+    assert face.collect(loader.get_iter(split_by_rank=True, rank=1, world_size=2).loop()) == []
+    looped = face.collect(loader.get_iter(split_by_rank=True, rank=0, world_size=2).loop().take(7))
+    assert len(looped) == 7

@@ -6,6 +6,7 @@ Only the URLs are pointed at test locations and the numpy typo of the second exa
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from squirrel.driver import MessagepackStore
 
@@ -106,4 +107,6 @@ def test_every_loader_returns_a_composable_and_a_record_store(tmp_path) -> None:
         loader = loader_class(str(tmp_path / loader_class.__name__))
         assert isinstance(loader.get_iter(), Composable)
         assert isinstance(loader.get_store(), RecordStore)
-        assert loader.get_iter().collect() == []
+        assert loader.get_iter(allow_empty=True).collect() == []
+        with pytest.raises(FileNotFoundError, match="nothing is there"):
+            loader.get_iter().collect()  # an empty (or mistyped) store is not silently zero samples

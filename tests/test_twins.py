@@ -79,6 +79,7 @@ ASYNC_ONLY: dict[str, str] = {
     "object_pass": _PIPELINE_HOOK,
     "whole_objects": _PIPELINE_HOOK,
     "read_head": "csv's first-chunk read behind its fetch_objects hook",
+    "nothing_to_read": "the error of a pass that finds no object (open_pass, run on the IO loop for both faces)",
 }
 
 

@@ -15,6 +15,7 @@ from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable
+from squirrel.arguments import named_for_caller
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
 from squirrel.stages import PlannedStage
@@ -38,8 +39,15 @@ __all__ = [
 
 async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetrics) -> Pass:
     """A pass of `plan` over `store`: the store's keys are listed (or read from its index) unless the
-    plan names them, and this reader's share is taken in fetch order."""
+    plan names them, and this reader's share is taken in fetch order.
+
+    `FileNotFoundError` (see `IndexedStore.nothing_to_read`) when the store holds no object at all, unless
+    the plan allows an empty store: a typo'd url, a missing ``gs://`` or the wrong driver or compression
+    must not read as zero samples.
+    """
     stored = [] if plan.key_iterator is not None or plan.index_counts is not None else await store.list_keys()
+    if not stored and plan.key_iterator is None and plan.index_counts is None and not plan.allow_empty:
+        raise await store.nothing_to_read()
     return Pass(store, plan, metrics, plan.reader_keys(stored))
 
 
@@ -145,6 +153,7 @@ class AsyncRecordLoader:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @named_for_caller
     def get_iter(
         self,
         key_iterator: Iterable[str] | None = None,
@@ -160,6 +169,7 @@ class AsyncRecordLoader:
         world_size: int | None = None,
         on_error: str = "raise",
         equalize: str | None = None,
+        allow_empty: bool = False,
     ) -> AsyncLoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
 
@@ -179,9 +189,12 @@ class AsyncRecordLoader:
                 ``stream.metrics.skipped`` and goes on.
             equalize: None, or "drop" / "pad": every rank yields the same number of samples, the
                 fewest (dropping the rest) or the most (repeating its own), from the store's index.
+            allow_empty: read a store that holds no object as empty. By default, a pass that finds
+                nothing raises `FileNotFoundError` naming the url, the suffix looked for and what the
+                url holds instead (a typo'd path, a missing ``gs://``, the wrong driver or compression).
 
-        Raises `ValueError` for a knob out of range (checked here); listing and reading errors are
-        raised when the stream is iterated.
+        Raises `ValueError` for a knob out of range and `TypeError` for an unknown one (with the closest
+        name), checked here; listing and reading errors are raised when the stream is iterated.
         """
         plan = LoadPlan(
             key_iterator=list(key_iterator) if key_iterator is not None else None,
@@ -197,6 +210,7 @@ class AsyncRecordLoader:
             world_size=world_size,
             on_error=on_error,
             equalize=equalize,
+            allow_empty=allow_empty,
         )
         return AsyncLoaderStream(self._store, plan)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import iterate, run_sync
 from squirrel.aio.loaders import AsyncRecordLoader, open_pass, quota, replay
+from squirrel.arguments import check_call
 from squirrel.driver.record import RecordStore
 from squirrel.driver.twin import SyncTwin, shared
 from squirrel.iterstream.base import Composable
@@ -143,7 +144,11 @@ class RecordLoader(SyncTwin):
         return self.store_class.wrapping(self.aio.get_store())
 
     def get_iter(self, *args: Any, **kwargs: Any) -> LoaderStream:
-        stream = self.aio.get_iter(*args, **kwargs)  # the same arguments, checked once, by the async face
+        try:
+            stream = self.aio.get_iter(*args, **kwargs)  # the same arguments, checked once, by the async face
+        except TypeError:
+            check_call(self, AsyncRecordLoader.get_iter, args, kwargs)  # the error names this class
+            raise
         return LoaderStream(stream.store, stream.plan)
 
     functools.update_wrapper(get_iter, AsyncRecordLoader.get_iter)  # the twin's docstring, written once

@@ -12,7 +12,26 @@ from squirrel.aio.fs import filesystem_class_and_options, split_protocol
 from squirrel.index import INDEX_NAME
 from squirrel.sample import validate_key
 
-__all__ = ["Layout"]
+__all__ = ["FORMAT_SUFFIXES", "Layout", "format_suffix", "reader_of"]
+
+FORMAT_SUFFIXES = {".msgpack": "messagepack", ".jsonl": "jsonl", ".csv": "csv"}
+"""The suffix of each driver's objects (a record store's too: ".msgpack"), before any compression suffix."""
+
+
+def format_suffix(name: str) -> str | None:
+    """The suffix of a listed object name if it is one of squirrel's formats (``.gz`` included), else None."""
+    stem = name.removesuffix(".gz")
+    for suffix in FORMAT_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix) and not name.startswith("."):
+            return name[len(stem) - len(suffix) :]
+    return None
+
+
+def reader_of(suffix: str) -> str:
+    """How to read objects ending in `suffix` (one of `format_suffix`'s answers), for error messages."""
+    compressed = suffix.endswith(".gz")
+    driver = FORMAT_SUFFIXES[suffix.removesuffix(".gz")]
+    return f"driver {driver!r}, compression={'gzip' if compressed else None!r}"
 
 
 @dataclass(frozen=True)
