@@ -2,6 +2,7 @@
 
 from squirrel.aio.file_driver import AsyncFileDriver
 from squirrel.aio.loaders import AsyncCsvLoader, AsyncJsonlLoader, AsyncMessagepackLoader, AsyncRecordLoader
+from squirrel.aio.mixing import AsyncMixedStream
 from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
@@ -18,6 +19,7 @@ __all__ = [
     "AsyncJsonlStore",
     "AsyncMessagepackLoader",
     "AsyncMessagepackStore",
+    "AsyncMixedStream",
     "AsyncRecordLoader",
     "AsyncRecordStore",
     "AsyncZarrLoader",
