@@ -104,7 +104,7 @@ def test_convert_to_csv_with_gzip(tmp_path: Path) -> None:
     target = str(tmp_path / "as-csv")
     result = run("convert", source, target, "--to", "csv", "--to-compression", "gzip", "--shard-size", "4")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in Path(target).iterdir()) == ["shard_000000.csv.gz", "shard_000001.csv.gz"]
+    assert sorted(p.name for p in Path(target).iterdir()) == [INDEX_NAME, "shard_000000.csv.gz", "shard_000001.csv.gz"]
     rows = run("cat", target, "shard_000001", "--driver", "csv", "--compression", "gzip", "--json")
     assert [json.loads(line)["value"]["name"] for line in rows.stdout.splitlines()] == ["n4", "n5", "n6"]
 
@@ -277,3 +277,149 @@ def test_reading_nothing_is_an_error_not_zero_samples(
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert f"holds no object ending in {looked_for}" in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# -- the CLI guides its user (issue 14) ------------------------------------------------------------
+
+COMMANDS = ["ls", "index", "cat", "convert", "bench", "inspect", "demo"]
+
+
+def test_version_prints_the_distribution_version() -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"squirrel {version('squirrel')}\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_subcommand_help_has_a_description_and_an_example(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    usage, description, *_ = result.stdout.split("\n\n")
+    assert usage.startswith(f"usage: squirrel {command}") and len(description.strip()) > 20
+    assert "examples:\n" in result.stdout
+    examples = result.stdout.split("examples:\n", 1)[1]
+    assert f"  squirrel {command} " in examples  # the epilog keeps its line breaks
+
+
+def test_top_level_help_lists_every_command_on_one_line() -> None:
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for command in COMMANDS:
+        (line,) = [line for line in lines if line.split()[:1] == [command] or line.startswith(f"    {command} ")]
+        assert len(line.split()) > 2, line  # the command, then what it does
+    assert "--version" in result.stdout and "info" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_works_before_or_after_the_subcommand(store_path: str, where: str) -> None:
+    args = ["cat", store_path, "missing"]
+    result = run("--debug", *args) if where == "before" else run(*args, "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+    assert run(*args).returncode == 1  # and without it, still one line
+
+
+def label_store(url: str, count: int = 7, compression: str | None = None) -> str:
+    """A messagepack store of `count` CSV-friendly samples (an int and a str) in one shard."""
+    samples = [Sample({"label": i, "name": f"n{i}"}, key=f"k{i}") for i in range(count)]
+    MessagepackStore(url, compression).set(Shard(samples, key="a"))
+    return url
+
+
+@pytest.mark.parametrize("driver", ["messagepack", "jsonl", "csv", "record"])
+def test_convert_writes_an_index_that_verifies(tmp_path: Path, driver: str) -> None:
+    source = label_store(str(tmp_path / "source"))
+    target = str(tmp_path / "target")
+    result = run("convert", source, target, "--to", driver, "--shard-size", "3")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 7 samples" in result.stderr
+    assert (Path(target) / INDEX_NAME).exists()
+    verified = run("index", target, "--verify", "--driver", driver)
+    assert verified.returncode == 0, verified.stderr + verified.stdout
+    listed = run("ls", target, "--driver", driver)
+    assert sum(int(line.split("\t")[1]) for line in listed.stdout.splitlines()) == 7
+
+
+def test_convert_reads_compression_and_writes_to_compression(tmp_path: Path) -> None:
+    source = label_store(str(tmp_path / "source"), compression="gzip")
+    target = str(tmp_path / "target")
+    args = ["convert", source, target, "--compression", "gzip", "--to", "jsonl", "--to-compression", "gzip"]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in Path(target).glob("*.jsonl.gz")] == ["shard_000000.jsonl.gz"]
+    assert run("index", target, "--verify", "--driver", "jsonl", "--compression", "gzip").returncode == 0
+    help_text = run("convert", "--help").stdout
+    assert "--compression" in help_text and "--to-compression" in help_text and "source" in help_text
+
+
+def test_convert_refuses_a_destination_that_holds_data(tmp_path: Path) -> None:
+    source = label_store(str(tmp_path / "source"))
+    target = str(tmp_path / "target")
+    assert run("convert", source, target, "--to", "jsonl").returncode == 0
+    before = sorted(p.name for p in Path(target).iterdir())
+    assert_one_line_error(run("convert", source, target, "--to", "jsonl"), target, "not empty")
+    assert sorted(p.name for p in Path(target).iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "hint"),
+    [
+        ([], "`squirrel index {url}`"),
+        (["--driver", "jsonl", "--compression", "gzip"], "`squirrel index {url} --driver jsonl --compression gzip`"),
+        (["--format", "squirrel-core"], "`squirrel index {url} --compression gzip --format squirrel-core`"),
+    ],
+    ids=["defaults", "jsonl-gzip", "squirrel-core"],
+)
+def test_index_hints_carry_the_flags_that_work(
+    tmp_path: Path, flags: list[str], hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(tmp_path / "store")
+    result = run_inline(capsys, "index", url, "--verify", *flags)
+    assert_one_line_error(result, hint.format(url=url))
+
+
+def test_inspect_shows_one_screen_about_an_indexed_store(store_path: str) -> None:
+    assert run("index", store_path).returncode == 0
+    result = run("inspect", store_path)
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    fields = {name.strip(): value.strip() for name, value in fields.items()}
+    size = sum(p.stat().st_size for p in Path(store_path).glob("*.msgpack"))
+    assert fields["driver"] == "messagepack" and fields["compression"] == "none" and fields["format"] == "squirrel"
+    assert fields["shards"] == "3" and fields["samples"] == "12" and fields["bytes"] == str(size)
+    assert fields["field image"] == "uint8 (4, 4, 3)" and fields["field label"] == "int"
+    assert fields["index"] == "fresh"
+    assert run("info", store_path).stdout == result.stdout  # the alias
+
+
+def test_inspect_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
+    url = label_store(str(tmp_path / "store"), compression="gzip")
+    result = run("inspect", url, "--compression", "gzip")
+    assert result.returncode == 0, result.stderr
+    assert f"unknown (no index: run `squirrel index {url} --compression gzip`)" in result.stdout
+    assert "field name:" in result.stdout and "str" in result.stdout
+    assert result.stdout.splitlines()[-1].split() == ["index:", "none"]
+
+
+def test_inspect_says_when_the_index_is_stale(store_path: str) -> None:
+    assert run("index", store_path).returncode == 0
+    Path(store_path, "shard_001.msgpack").write_bytes(b"changed")
+    Path(store_path, "extra.msgpack").write_bytes(Path(store_path, "shard_000.msgpack").read_bytes())
+    result = run("inspect", store_path)
+    assert result.returncode == 0, result.stderr
+    assert "stale: 2 objects differ" in result.stdout
+
+
+def test_inspect_escapes_field_names_and_refuses_an_empty_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(tmp_path / "hostile")
+    MessagepackStore(url).set(Shard([Sample({"evil\x1b[2J\nfield": 1})], key="a"))
+    result = run_inline(capsys, "inspect", url)
+    assert result.returncode == 0, result.stderr
+    assert_printable(result.stdout)
+    assert "evil\\x1b[2J\\nfield" in result.stdout
+    empty = run_inline(capsys, "inspect", str(tmp_path / "nothing"))
+    assert_one_line_error(empty, "holds no object ending in '.msgpack'")
