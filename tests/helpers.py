@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from squirrel.errors import DecodeError
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
@@ -70,3 +72,17 @@ def interrupt_and_resume(
     )
     loader = torch.utils.data.DataLoader(resumed, batch_size, num_workers=num_workers)
     return consumed, [item for batch in loader for item in batch]
+
+
+def traced_peak(call: Any) -> tuple[Any, int]:
+    """What `call()` returns (or the `DecodeError` it raises) and the peak of Python-allocated memory meanwhile."""
+    tracemalloc.start()
+    try:
+        try:
+            result = call()
+        except DecodeError as exc:
+            result = exc
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak

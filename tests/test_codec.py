@@ -40,6 +40,7 @@ from squirrel.codec import (
 from squirrel.codec.squirrel_core import SquirrelCoreMessagepackCodec
 from squirrel.errors import DecodeError, EncodeError, SquirrelError, UnsafePayloadError
 from squirrel.sample import Sample, validate_key
+from tests.helpers import traced_peak
 
 SOURCE = "gs://bucket/data/shard_007.msgpack"
 MSGPACK = MessagepackCodec()
@@ -1068,20 +1069,6 @@ def with_trailer_size(data: bytes, size: int) -> bytes:
     return data[:-4] + struct.pack("<I", size)
 
 
-def traced_peak(call: Any) -> tuple[Any, int]:
-    """What `call()` returns (or the `DecodeError` it raises) and the peak of Python-allocated memory meanwhile."""
-    tracemalloc.start()
-    try:
-        try:
-            result = call()
-        except DecodeError as exc:
-            result = exc
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak
-
-
 def test_gzip_trailer_over_the_cap_is_refused_before_inflating(gzip_bomb):
     error, peak = traced_peak(lambda: decompress(gzip_bomb, "gzip", SOURCE, max_size=MB))
     assert isinstance(error, DecodeError)
@@ -1214,7 +1201,7 @@ def test_gzip_cap_is_exact_and_counts_all_members():
         decompress(members, "gzip", SOURCE, max_size=1000)
 
 
-@pytest.mark.parametrize("name", ["zstd", "GZIP", "gz", "", "none"])
+@pytest.mark.parametrize("name", ["lz4", "ZSTD", "GZIP", "gz", "", "none"])
 def test_unknown_compression_is_a_value_error(name):
     with pytest.raises(ValueError, match="compression"):
         compress(b"x", name)

@@ -82,3 +82,12 @@ def test_a_get_iter_typo_names_the_class_called_and_the_closest_keyword(face: st
         f"{type(loader).__name__}.get_iter() got an unexpected keyword argument 'shufle_item_buffer'; "
         "did you mean 'shuffle_item_buffer'?"
     )
+
+
+def test_a_zstd_store_read_without_its_compression_names_it(face: str, store_url: str) -> None:
+    write_shards(make_samples(10), store_url, shard_size=5, compression="zstd")
+    MessagePackDataLoader(store_url, "zstd").get_store().drop_index()
+    with pytest.raises(
+        FileNotFoundError, match=r"2 ending in '\.msgpack\.zst' \(driver 'messagepack', compression='zstd'\)"
+    ):
+        read(face, MessagePackDataLoader, store_url)

@@ -176,7 +176,7 @@ def edited(change: Any) -> bytes:
         (edited(lambda d: d.update(version=2)), "unsupported version 2"),
         (edited(lambda d: d.update(version=True)), "unsupported version True"),
         (edited(lambda d: d.update(format="zarr")), "format is 'zarr'"),
-        (edited(lambda d: d.update(compression="zstd")), "unknown compression"),
+        (edited(lambda d: d.update(compression="lz4")), "unknown compression"),
         (edited(lambda d: d.update(extra=1)), r"unexpected fields \['extra'\]"),
         (edited(lambda d: d.pop("suffix")), r"missing fields \['suffix'\]"),
         (edited(lambda d: d.update(objects={})), "objects must be a list"),

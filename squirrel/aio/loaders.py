@@ -115,7 +115,7 @@ class AsyncRecordLoader:
 
     Args:
         url: the store's folder (local path, ``memory://...``, ``gs://bucket/prefix``).
-        compression: None or "gzip", as the store was written.
+        compression: None, "gzip" or "zstd", as the store was written.
         **storage_options: as for the store (see `AsyncRecordStore`).
     """
 

@@ -4,7 +4,7 @@ Values are written as text and read back as strings, unless a `dtypes` mapping n
 column (``{"label": int}``). A ``key`` column holds each sample's key; a file without one gives keys
 ``"<shard>:<row>"`` (rows counted from 0). A row with more fields than the header is an error; one with
 fewer is padded with empty strings. Decoding is incremental (`CsvDecoder`): a file of any size is parsed
-in pieces of bounded size, gzip included (up to a cap on its inflated size), and rows come out exactly as
+in pieces of bounded size, gzip and zstd included (up to a cap on its inflated size), and rows come out exactly as
 Python's `csv.reader` gives them: RFC 4180 quoting (quoted fields may hold delimiters and newlines), and a
 quote inside an unquoted field is a plain character.
 """
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, ZstdStream, check_compression
 from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_key
 
@@ -122,7 +122,7 @@ class CsvCodec:
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
     ) -> list[Sample]:
         """Every sample of a csv object, given its stored bytes; `shard` (default: the file's stem) names
-        keyless rows. Gzip `data` is inflated a piece at a time: `DecodeError` once it passes
+        keyless rows. Gzip or zstd `data` is inflated a piece at a time: `DecodeError` once it passes
         `max_decompressed_size` bytes, as for any bad data (see `CsvDecoder.feed`)."""
         if shard is None:
             shard = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
@@ -135,11 +135,11 @@ class CsvCodec:
 class CsvDecoder:
     """Parses a csv object fed in chunks of any size, in order; yields samples of complete records.
 
-    Feed raw (possibly gzip-compressed) bytes with `feed`, which yields batches of samples, then call
+    Feed raw (possibly gzip- or zstd-compressed) bytes with `feed`, which yields batches of samples, then call
     `finish`. Python's csv module (dialect excel) parses the text and decides where each record ends, so
     quoting means here exactly what it means to `csv.reader` (a quote inside an unquoted field is a plain
     character). Memory stays at a piece of `PIECE_BYTES`, its samples and one unfinished record (at most
-    `MAX_RECORD_BYTES`), whatever the size of the object. Gzip input inflating past `max_size` bytes is
+    `MAX_RECORD_BYTES`), whatever the size of the object. Compressed input inflating past `max_size` bytes is
     refused. Pure: no I/O.
     """
 
@@ -155,7 +155,9 @@ class CsvDecoder:
         self.shard = shard
         self.dtypes = dtypes
         self.max_size = max_size
-        self._gzip = check_compression(compression) is not None
+        self.compression = check_compression(compression)
+        self._gzip = compression == "gzip"
+        self._zstd = ZstdStream(source, PIECE_BYTES) if compression == "zstd" else None
         self._inflater = zlib.decompressobj(_GZIP_WBITS)
         self._inflated = 0
         self._pending = bytearray()
@@ -169,7 +171,7 @@ class CsvDecoder:
     def feed(self, chunk: Buffer) -> Iterator[list[Sample]]:
         """Batches of the samples whose records end in `chunk` (a later chunk completes the rest).
 
-        `DecodeError` for text that is not csv, a row the header does not fit, gzip data that is corrupt
+        `DecodeError` for text that is not csv, a row the header does not fit, gzip or zstd data that is corrupt
         or inflates past `max_size`, or a record longer than `MAX_RECORD_BYTES`.
         """
         for text in self._inflate(chunk):
@@ -190,24 +192,31 @@ class CsvDecoder:
                 yield samples
 
     def finish(self) -> list[Sample]:
-        """The samples of the last records (the last may lack a final newline); checks gzip is complete."""
+        """The samples of the last records (the last may lack a final newline); checks compressed data is complete."""
         if self._gzip and not self._inflater.eof:
             raise DecodeError(f"{self.source}: gzip data is truncated")
+        if self._zstd is not None:
+            self._zstd.finish()
         return self._parse(len(self._pending), final=True) if self._pending else []
 
     def _inflate(self, chunk: Buffer) -> Iterator[Buffer]:
         view = memoryview(chunk)
-        if not self._gzip:
+        if self.compression is None:
             for start in range(0, len(view), PIECE_BYTES):
                 yield view[start : start + PIECE_BYTES]
             return
+        for text in self._zstd.feed(view) if self._zstd is not None else self._inflate_gzip(view):
+            self._inflated += len(text)
+            if self._inflated > self.max_size:
+                raise DecodeError(
+                    f"{self.source}: {self.compression} data expands past the cap of {self.max_size} bytes"
+                )
+            yield text
+
+    def _inflate_gzip(self, view: memoryview) -> Iterator[bytes]:
         # zlib copies the input it has not used yet on every call: slices keep that copy small.
         for start in range(0, len(view), _INFLATE_INPUT_BYTES):
-            for text in self._inflate_slice(view[start : start + _INFLATE_INPUT_BYTES]):
-                self._inflated += len(text)
-                if self._inflated > self.max_size:
-                    raise DecodeError(f"{self.source}: gzip data expands past the cap of {self.max_size} bytes")
-                yield text
+            yield from self._inflate_slice(view[start : start + _INFLATE_INPUT_BYTES])
 
     def _inflate_slice(self, data: Buffer) -> Iterator[bytes]:
         """The text of compressed `data`, in pieces of at most `PIECE_BYTES`, across gzip members."""

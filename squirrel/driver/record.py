@@ -50,7 +50,7 @@ class RecordStore(SyncTwin):
         )
 
     url: shared[str] = shared("The store's root URL.")
-    compression: shared[str | None] = shared('The compression of stored objects (None or "gzip").')
+    compression: shared[str | None] = shared('The compression of stored objects (None, "gzip" or "zstd").')
     layout: shared[Layout] = shared("Where the store's objects live (root, paths, URLs, suffix).")
     suffix: shared[str] = shared("The suffix of the store's objects (codec and compression).")
     index_url: shared[str] = shared("The full URL of the store's index.")

@@ -53,7 +53,7 @@ CHUNKS_IN_FLIGHT = 2
 GENERATION_PROTOCOLS = ("gs", "gcs")
 """Protocols whose objects have generations that a read can name (gcsfs's ``generation=``)."""
 
-_FILE_SUFFIXES = ((".csv.gz", "gzip"), (".csv", None))
+_FILE_SUFFIXES = ((".csv.gz", "gzip"), (".csv.zst", "zstd"), (".csv", None))
 
 
 @dataclass(frozen=True, slots=True)

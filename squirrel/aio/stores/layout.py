@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from squirrel.aio.fs import filesystem_class_and_options, split_protocol
+from squirrel.codec.compression import COMPRESSIONS
 from squirrel.index import INDEX_NAME
 from squirrel.sample import validate_key
 
@@ -18,9 +19,17 @@ FORMAT_SUFFIXES = {".msgpack": "messagepack", ".jsonl": "jsonl", ".csv": "csv"}
 """The suffix of each driver's objects (a record store's too: ".msgpack"), before any compression suffix."""
 
 
+def _without_compression(name: str) -> tuple[str, str | None]:
+    """`name` without its compression suffix, and the compression that suffix names (None for none)."""
+    for compression, suffix in COMPRESSIONS.items():
+        if suffix and name.endswith(suffix):
+            return name[: -len(suffix)], compression
+    return name, None
+
+
 def format_suffix(name: str) -> str | None:
-    """The suffix of a listed object name if it is one of squirrel's formats (``.gz`` included), else None."""
-    stem = name.removesuffix(".gz")
+    """The suffix of a listed object name if it is one of squirrel's formats (compression included), else None."""
+    stem, _ = _without_compression(name)
     for suffix in FORMAT_SUFFIXES:
         if stem.endswith(suffix) and len(stem) > len(suffix) and not name.startswith("."):
             return name[len(stem) - len(suffix) :]
@@ -29,9 +38,8 @@ def format_suffix(name: str) -> str | None:
 
 def reader_of(suffix: str) -> str:
     """How to read objects ending in `suffix` (one of `format_suffix`'s answers), for error messages."""
-    compressed = suffix.endswith(".gz")
-    driver = FORMAT_SUFFIXES[suffix.removesuffix(".gz")]
-    return f"driver {driver!r}, compression={'gzip' if compressed else None!r}"
+    stem, compression = _without_compression(suffix)
+    return f"driver {FORMAT_SUFFIXES[stem]!r}, compression={compression!r}"
 
 
 @dataclass(frozen=True)
