@@ -300,8 +300,10 @@ def _pooled(face: Face, protocol: str, options: dict[str, Any]) -> Any:
 
 async def test_close_and_context_managers_release_the_filesystem(face: Face, store_url: str) -> None:
     # An option no other test uses gives these objects a filesystem of their own in the shared pool.
-    options = {"max_connections": 37}
     protocol, _ = split_protocol(store_url)
+    options: dict[str, object] = (
+        {"max_connections": 37} if protocol != "s3" else {"config_kwargs": {"max_pool_connections": 37}}
+    )
     async with face.opened(face.store_class(store_url, **options)) as store:
         await settle(store.set(Shard([make_sample(i) for i in range(3)])))
         fs = _pooled(face, protocol, options)

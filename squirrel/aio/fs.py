@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import importlib.util
 import inspect
 import os
@@ -54,6 +55,7 @@ __all__ = [
     "is_local",
     "open_filesystem",
     "release_filesystem",
+    "reports_missing_deletes",
     "split_protocol",
     "supported_schemes",
 ]
@@ -67,6 +69,12 @@ _PROTOCOLS = _CONNECTIONLESS_PROTOCOLS + _GCS_PROTOCOLS + _S3_PROTOCOLS
 
 _SET_BY_SQUIRREL = ("asynchronous", "loop", "skip_instance_cache")
 """fsspec options squirrel sets itself (see `open_filesystem`): each filesystem is a new one, bound to its loop."""
+
+
+def reports_missing_deletes(protocol: str) -> bool:
+    """Whether deleting a missing object on `protocol` raises `FileNotFoundError` (S3 deletes it without a
+    word, so a store looks the object up first to say "no key")."""
+    return protocol not in _S3_PROTOCOLS
 
 
 def split_protocol(url: str) -> tuple[str, str]:
@@ -146,8 +154,19 @@ def _options_of(cls: type) -> frozenset[str]:
     return frozenset(names.difference(_SET_BY_SQUIRREL))
 
 
+@functools.cache
+def _s3_session_options() -> frozenset[str]:
+    """The options s3fs passes on from its ``**kwargs`` to the botocore session it opens: ``profile`` (a named
+    AWS profile) and the session's other parameters."""
+    session_class = importlib.import_module("aiobotocore.session").AioSession  # s3fs's dependency: installed
+    return frozenset(_named_parameters(session_class.__init__))
+
+
 def _accepted_options(protocol: str, cls: type) -> frozenset[str]:
-    """`_options_of` `cls`, plus those gcsfs reads from its ``**kwargs`` for gs:// (`squirrel.aio.gcs`)."""
+    """`_options_of` `cls`, plus those gcsfs reads from its ``**kwargs`` for gs:// (`squirrel.aio.gcs`) and
+    those s3fs hands to botocore's session for s3:// (`_s3_session_options`)."""
+    if protocol in _S3_PROTOCOLS:
+        return _options_of(cls) | _s3_session_options()
     if protocol not in _GCS_PROTOCOLS:
         return _options_of(cls)
     from squirrel.aio.gcs import options_read_from_kwargs
@@ -274,13 +293,17 @@ def filesystem_class_and_options(
     """The fsspec class for `protocol` and the options to build it with, for sync and async use alike.
 
     For gs:// this is where an endpoint (``endpoint_url`` or ``STORAGE_EMULATOR_HOST``) selects gcsfs's plain
-    class. The options are checked (`check_storage_options`); ``max_connections`` is dropped for the
-    protocols that ignore it.
+    class. gs:// and s3:// list without a listings cache unless ``use_listings_cache`` says otherwise. The
+    options are checked (`check_storage_options`); ``max_connections`` is dropped for the protocols that
+    ignore it.
     """
     check_storage_options(protocol, storage_options)
     if protocol in _GCS_PROTOCOLS:
         return _gcs_filesystem_class_and_options(storage_options)
     options = {key: value for key, value in storage_options.items() if key != MAX_CONNECTIONS}
+    if protocol in _S3_PROTOCOLS:
+        # s3fs caches listings by default: a store would never see the objects another process adds
+        options = {"use_listings_cache": False, **options}
     return filesystem_class(protocol, options), options
 
 
@@ -296,10 +319,18 @@ def open_filesystem(protocol: str, storage_options: dict[str, Any]) -> AsyncFile
 
 
 async def close_filesystem(fs: AsyncFileSystem) -> None:
-    """Close the network session of `fs`, if it has one (gcsfs, aiohttp-based filesystems)."""
+    """Close the network session of `fs`, if it has one: gcsfs's aiohttp session, or s3fs's botocore client.
+
+    s3fs closes its client itself only when garbage-collected, and only for a blocking filesystem: an async
+    one left open keeps its aiohttp session and sockets until then ("Unclosed client session").
+    """
     session = getattr(fs, "_session", None)
     if session is not None and not getattr(session, "closed", True):
         await session.close()
+    s3_client = getattr(fs, "_s3creator", None)  # s3fs: the context that opened its client (`set_session`)
+    if s3_client is not None:
+        fs._s3creator = fs._s3 = None  # never reused: the next `set_session` opens a new client
+        await s3_client.__aexit__(None, None, None)
 
 
 @dataclass(eq=False)

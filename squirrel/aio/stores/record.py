@@ -13,7 +13,14 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from squirrel.aio.fs import LoopFilesystems, check_storage_options, is_blocking, is_local, split_protocol
+from squirrel.aio.fs import (
+    LoopFilesystems,
+    check_storage_options,
+    is_blocking,
+    is_local,
+    reports_missing_deletes,
+    split_protocol,
+)
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
@@ -74,7 +81,7 @@ class AsyncRecordStore(IndexedStore):
 
     Args:
         url: the store's folder: a local path, ``memory://...``, ``gs://bucket/prefix``.
-        compression: None or "gzip" (objects get a ``.gz`` suffix).
+        compression: None, "gzip" or "zstd" (objects get a ``.gz`` or ``.zst`` suffix).
         max_decompressed_size: the largest object accepted after inflating (against decompression bombs).
         verify_checksums: check every object read against the size and crc32c in the store's index
             (`DecodeError` "stale index" on a mismatch).
@@ -343,8 +350,11 @@ class AsyncRecordStore(IndexedStore):
     async def delete(self, key: str, *, keep_index: bool = False) -> None:
         """Remove the object stored under `key`, then the store's index unless `keep_index` (as `set` does);
         `KeyError` if there is none."""
+        fs, path, url = self._fs(), self._object_path(key), self.object_url(key)
         try:
-            await self._request(self.object_url(key), self._fs()._rm_file, self._object_path(key))
+            if not reports_missing_deletes(self.layout.protocol):
+                await self._request(url, fs._info, path)
+            await self._request(url, fs._rm_file, path)
         except FileNotFoundError:
             raise KeyError(f"no key {key!r} in {self!r}") from None
         if not keep_index:
