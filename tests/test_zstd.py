@@ -14,7 +14,7 @@ import squirrel.codec.csv as codec_csv
 from squirrel.aio import AsyncCsvLoader, AsyncCsvStore, AsyncJsonlStore, AsyncMessagepackLoader, AsyncMessagepackStore
 from squirrel.bulk import write_shards
 from squirrel.codec import COMPRESSIONS, CsvCodec, compress, decompress
-from squirrel.codec.compression import ZSTD_LEVEL, ZstdStream
+from squirrel.codec.zstd import ZSTD_LEVEL, ZstdStream
 from squirrel.driver import CsvStore, JsonlStore, MessagepackLoader, MessagepackStore, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
 from tests.helpers import assert_same_samples, make_samples, make_shards, traced_peak

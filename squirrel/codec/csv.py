@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, ZstdStream, check_compression
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
+from squirrel.codec.zstd import ZstdStream
 from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_key
 
