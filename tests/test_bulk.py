@@ -31,7 +31,7 @@ def dask_client(request: pytest.FixtureRequest) -> Iterator[Client]:
     if any(item.get_closest_marker("gcs") for item in module_items):
         request.getfixturevalue("gcs_server")
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         yield client

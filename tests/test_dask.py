@@ -45,7 +45,7 @@ def mark_and_sleep(item: tuple[str, int]) -> int:
 def dask_client() -> Iterator[Client]:
     """One two-process dask cluster for the module."""
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         yield client
