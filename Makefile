@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,torch,dask]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,torch,dask]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)
