@@ -22,6 +22,7 @@ from squirrel.aio import AsyncCsvStore, AsyncMessagepackStore
 from squirrel.aio.fs import CONNECT_TIMEOUT, open_filesystem
 from squirrel.aio.gcs import GCSFileSystem, _request_once
 from squirrel.aio.retry import (
+    SHORTEST_ATTEMPT,
     DeadlineExceeded,
     RetryPolicy,
     StoreTimeout,
@@ -259,3 +260,30 @@ async def test_requests_survive_a_server_restarted_within_the_deadline(own_serve
             assert await store.list_keys() == ["shard_000", "shard_001"]
         finally:
             restart.join()
+
+
+@dataclasses.dataclass(frozen=True)
+class _OversleepingPolicy(RetryPolicy):
+    """Its backoff runs to just short of the deadline, as a sleep on a busy machine can."""
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        return self.deadline - 0.02 if self.deadline is not None else 0.0
+
+
+async def test_a_backoff_that_oversleeps_the_deadline_reports_the_real_error() -> None:
+    """No attempt is started with less than SHORTEST_ATTEMPT left: it would only time out at once, and its
+    timeout would replace the error that made the request fail in the message (a flake seen under load)."""
+    calls = 0
+
+    async def refused() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionRefusedError("connection refused by 127.0.0.1:9")
+
+    policy = _OversleepingPolicy(attempts=5, request_timeout=1.0, deadline=0.5)
+    with pytest.raises(DeadlineExceeded) as info:
+        await with_retries(refused, policy, "reading gs://b/k")
+    assert calls == 1 and info.value.attempts == 1
+    assert "last error: ConnectionRefusedError: connection refused" in str(info.value)
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert SHORTEST_ATTEMPT > 0.02

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_RETRY",
+    "SHORTEST_ATTEMPT",
     "DeadlineExceeded",
     "RetryPolicy",
     "StoreTimeout",
@@ -111,6 +112,12 @@ def is_transient(error: BaseException) -> bool:
     return package in ("aiohttp", "requests")
 
 
+SHORTEST_ATTEMPT = 0.05
+"""Seconds below which no attempt is started once the deadline is that close (after a backoff that a busy
+machine let oversleep): an attempt given less than a loopback round trip only times out, and its timeout
+would hide the error that made the request fail (the last real attempt's, which is raised instead)."""
+
+
 def _describe(error: BaseException, limit: float | None) -> str:
     if isinstance(error, TimeoutError) and not str(error) and limit is not None:
         return f"TimeoutError: no answer within {limit:.3g} s"
@@ -126,11 +133,22 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
     started = time.monotonic()
     rng = random.Random()
     token = _policy_retries.set(True)
+    previous: tuple[Exception, str] | None = None  # the last failed attempt's error and its description
     try:
         for attempt in range(1, policy.attempts + 1):
             limits = [policy.request_timeout]
             if policy.deadline is not None:
-                limits.append(policy.deadline - (time.monotonic() - started))
+                left = policy.deadline - (time.monotonic() - started)
+                if previous is not None and left < SHORTEST_ATTEMPT:  # a backoff that overslept the deadline
+                    error, last = previous
+                    tried = f"{attempt - 1} attempts in {time.monotonic() - started:.1f} s"
+                    raise DeadlineExceeded(
+                        f"{what}: out of time (deadline {policy.deadline:g} s) after {tried}; last error: {last}",
+                        request=what,
+                        attempts=attempt - 1,
+                        elapsed=time.monotonic() - started,
+                    ) from error
+                limits.append(left)
             limit = min((t for t in limits if t is not None), default=None)
             try:
                 async with asyncio.timeout(limit):
@@ -157,6 +175,7 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
                         attempts=attempt,
                         elapsed=elapsed,
                     ) from error
+                previous = (error, last)
                 logger.debug("%s: attempt %d failed (%s); retrying in %.2f s", what, attempt, last, pause)
                 await asyncio.sleep(pause)
     finally:
