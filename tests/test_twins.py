@@ -60,7 +60,6 @@ RENAMED: dict[str, str] = {
 # Members only one face has, and why. Each applies only where the other class really lacks the member
 # (a member both have is compared as usual), and each must still be needed by some pair.
 SYNC_ONLY: dict[str, str] = {
-    "aio": "the async twin instance a sync store or loader delegates every call to",
     "async_class": "the class of that async twin (`aio`), which the async class itself has no need of",
     "wrapping": "makes a sync store around an existing async store; an async store needs no wrapper",
     "to_torch_iterable": "torch's DataLoader iterates synchronously; the async face has no torch adapter",

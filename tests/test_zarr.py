@@ -25,7 +25,7 @@ import zarr.core.sync
 import squirrel.aio.fs
 from squirrel._runtime import io_loop
 from squirrel.aio import AsyncZarrLoader, AsyncZarrStore
-from squirrel.aio.fs import split_protocol
+from squirrel.aio.storage_options import split_protocol
 from squirrel.aio.stream import AsyncComposable
 from squirrel.aio.zarr import AsyncZarrLoaderStream
 from squirrel.driver import Sample, Shard, ZarrLoader, ZarrStore
@@ -163,7 +163,10 @@ def _public_methods(cls: type) -> dict[str, inspect.Signature]:
     return {
         name: inspect.signature(member)
         for name, member in vars(cls).items()
-        if callable(member) and not name.startswith("_") and name not in ("close", "aclose", "wrapping")
+        if callable(member)
+        and not isinstance(member, type)
+        and not name.startswith("_")
+        and name not in ("close", "aclose", "wrapping")
     }
 
 

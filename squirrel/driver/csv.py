@@ -6,13 +6,14 @@ Bytes are read on the IO loop and handed over a chunk at a time; parsing runs in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from squirrel._runtime import run_sync
 from squirrel.aio.loaders import AsyncCsvLoader, AsyncRecordLoader
 from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.driver.loader import RecordLoader, samples_of
 from squirrel.driver.record import RecordStore
+from squirrel.driver.twin import constructor, shared
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -34,15 +35,11 @@ class CsvStore(RecordStore):
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncCsvStore
     aio: AsyncCsvStore
 
-    def __init__(
-        self, url: str, compression: str | None = None, *, dtypes: Dtypes | None = None, **storage_options: Any
-    ) -> None:
-        super().__init__(url, compression, dtypes=dtypes, **storage_options)
+    @constructor(AsyncCsvStore)
+    def __init__(self) -> None:
+        """Open the csv store (or file) at `url`."""
 
-    @property
-    def dtypes(self) -> Dtypes:
-        """The column converters applied when reading."""
-        return self.aio.dtypes
+    dtypes: shared[Dtypes] = shared("The column converters applied when reading.")
 
     def get(self, key: str) -> Iterator[Sample]:
         """The samples of shard `key`, streamed in chunks; `KeyError` if there is none (raised here)."""
@@ -62,12 +59,8 @@ class CsvLoader(RecordLoader):
     store_class: ClassVar[type[RecordStore]] = CsvStore
     aio: AsyncCsvLoader
 
-    def __init__(
-        self, url: str, compression: str | None = None, dtypes: Dtypes | None = None, **storage_options: Any
-    ) -> None:
-        self.aio = AsyncCsvLoader(url, compression, dtypes, **storage_options)
+    @constructor(AsyncCsvLoader)
+    def __init__(self) -> None:
+        """A loader of the csv store (or file) at `url`."""
 
-    @property
-    def dtypes(self) -> Dtypes:
-        """The column converters applied when reading."""
-        return self.aio.dtypes
+    dtypes: shared[Dtypes] = shared("The column converters applied when reading.")

@@ -18,7 +18,7 @@ from squirrel._runtime import iterate, run_sync
 from squirrel.aio.loaders import AsyncRecordLoader, open_pass, quota, replay
 from squirrel.arguments import check_call
 from squirrel.driver.record import RecordStore
-from squirrel.driver.twin import SyncTwin, shared
+from squirrel.driver.twin import SyncTwin, constructor, shared
 from squirrel.iterstream.base import Composable
 from squirrel.metrics import LoaderMetrics
 from squirrel.stages import PlannedStage
@@ -128,8 +128,9 @@ class RecordLoader(SyncTwin):
     aio: AsyncRecordLoader
     store_class: ClassVar[type[RecordStore]] = RecordStore
 
-    def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
-        self.aio = self.async_class(url, compression, **storage_options)
+    @constructor(AsyncRecordLoader)
+    def __init__(self) -> None:
+        """A loader of the store at `url` (nothing is read until `get_iter` is iterated)."""
 
     url: shared[str] = shared("The store's root URL.")
     compression: shared[str | None] = shared("The compression of the store's objects.")

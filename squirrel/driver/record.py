@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import run_sync
 from squirrel.aio.stores.record import AsyncRecordStore
-from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
-from squirrel.driver.twin import SyncTwin, blocking, delegated, shared
+from squirrel.aio.stores.shard import AsyncShardStore
+from squirrel.driver.twin import SyncTwin, blocking, constructor, delegated, shared
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,24 +30,9 @@ class RecordStore(SyncTwin):
     async_class: ClassVar[type[AsyncRecordStore]] = AsyncRecordStore
     aio: AsyncRecordStore
 
-    def __init__(
-        self,
-        url: str,
-        compression: str | None = None,
-        *,
-        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
-        verify_checksums: bool = False,
-        retry: RetryPolicy | None = None,
-        **storage_options: Any,
-    ) -> None:
-        self.aio = self.async_class(
-            url,
-            compression,
-            max_decompressed_size=max_decompressed_size,
-            verify_checksums=verify_checksums,
-            retry=retry,
-            **storage_options,
-        )
+    @constructor(AsyncRecordStore)
+    def __init__(self) -> None:
+        """Open the store at `url` (nothing is read until a method needs it)."""
 
     url: shared[str] = shared("The store's root URL.")
     compression: shared[str | None] = shared('The compression of stored objects (None, "gzip" or "zstd").')
@@ -94,28 +79,10 @@ class RecordStore(SyncTwin):
 class ShardStore(RecordStore):
     """The blocking face of a shard store (one object per shard), in squirrel's layout or squirrel-core's."""
 
-    def __init__(
-        self,
-        url: str,
-        compression: str | None = None,
-        *,
-        format: str = "squirrel",
-        max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
-        verify_checksums: bool = False,
-        retry: RetryPolicy | None = None,
-        **storage_options: Any,
-    ) -> None:
-        self.aio = self.async_class(
-            url,
-            compression,
-            format=format,
-            max_decompressed_size=max_decompressed_size,
-            verify_checksums=verify_checksums,
-            retry=retry,
-            **storage_options,
-        )
+    aio: AsyncShardStore
 
-    @property
-    def format(self) -> str:
-        """The layout of the shards: "squirrel" or "squirrel-core"."""
-        return self.aio.format  # type: ignore[attr-defined, no-any-return]
+    @constructor(AsyncShardStore)
+    def __init__(self) -> None:
+        """Open the shard store at `url`, in squirrel's layout or squirrel-core's (`format`)."""
+
+    format: shared[str] = shared('The layout of the shards: "squirrel" or "squirrel-core".')

@@ -1,8 +1,9 @@
 """How a sync class is the blocking face of its async twin (``self.aio``), one line per member.
 
-`shared` reads an attribute of the twin, `delegated` calls one of its plain methods, and `blocking` runs one
-of its coroutine methods on the IO loop (`squirrel._runtime.run_sync`). Each keeps the twin's signature and
-docstring (``functools.wraps``), so ``help()`` and `inspect.signature` show them, written once.
+`constructor` builds the twin from the same arguments, `shared` reads an attribute of the twin,
+`delegated` calls one of its plain methods, and `blocking` runs one of its coroutine methods on the IO loop
+(`squirrel._runtime.run_sync`). Each keeps the twin's signature and docstring (``functools.wraps``), so
+``help()``, `inspect.signature` and type checkers show them, written once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from squirrel._runtime import run_sync
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["SyncTwin", "blocking", "blocking_function", "delegated", "shared"]
+__all__ = ["SyncTwin", "blocking", "blocking_function", "constructor", "delegated", "shared"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,6 +41,26 @@ class shared(Generic[T]):
             return self
         value: T = getattr(instance.aio, self.name)  # type: ignore[attr-defined]
         return value
+
+
+def constructor(
+    async_class: Callable[P, object],
+) -> Callable[[Callable[[Any], None]], Callable[Concatenate[Any, P], None]]:
+    """Decorates a sync class's ``__init__`` to take the arguments of `async_class` (the twin's class, or the base
+    that declares them): it builds the twin, ``self.aio = type(self).async_class(...)``, then runs the decorated
+    body (further set-up, or only a docstring). The arguments are declared and checked once, by the twin, and
+    type checkers and ``help()`` see them on the sync class."""
+
+    def decorate(init: Callable[[Any], None]) -> Callable[Concatenate[Any, P], None]:
+        def __init__(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> None:
+            self.aio = type(self).async_class(*args, **kwargs)
+            init(self)
+
+        functools.update_wrapper(__init__, async_class.__init__)  # its signature, for help()
+        __init__.__doc__ = init.__doc__
+        return __init__
+
+    return decorate
 
 
 def delegated(method: Callable[Concatenate[Any, P], T]) -> Callable[Concatenate[Any, P], T]:

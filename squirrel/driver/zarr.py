@@ -24,7 +24,7 @@ empty, and zarr's handler then has no loop to stop.
 from __future__ import annotations
 
 import atexit
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import zarr
 import zarr.core.sync as zarr_sync
@@ -32,7 +32,7 @@ import zarr.core.sync as zarr_sync
 from squirrel._runtime import io_loop, io_thread, iterate, run_sync
 from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrLoaderStream, AsyncZarrStore
 from squirrel.driver.loader import handover_capacity
-from squirrel.driver.twin import SyncTwin, shared
+from squirrel.driver.twin import SyncTwin, constructor, shared
 from squirrel.iterstream.base import Composable
 from squirrel.stages import PlannedStage
 
@@ -101,8 +101,12 @@ class ZarrStore(SyncTwin):
     `ValueError` at construction for storage options the protocol does not honour (``max_connections``).
     """
 
-    def __init__(self, url: str, **storage_options: Any) -> None:
-        self.aio = AsyncZarrStore(url, **storage_options)
+    async_class: ClassVar[type[AsyncZarrStore]] = AsyncZarrStore
+    aio: AsyncZarrStore
+
+    @constructor(AsyncZarrStore)
+    def __init__(self) -> None:
+        """Open the zarr hierarchy at `url` (nothing is read until a method needs it)."""
 
     url: shared[str] = shared("The root group's URL.")
     storage_options: shared[dict[str, Any]] = shared("The options the store's filesystem is made with.")
@@ -172,8 +176,12 @@ class ZarrLoader(SyncTwin):
     to release its filesystem.
     """
 
-    def __init__(self, url: str, **storage_options: Any) -> None:
-        self.aio = AsyncZarrLoader(url, **storage_options)
+    async_class: ClassVar[type[AsyncZarrLoader]] = AsyncZarrLoader
+    aio: AsyncZarrLoader
+
+    @constructor(AsyncZarrLoader)
+    def __init__(self) -> None:
+        """A loader of the zarr hierarchy at `url`."""
         self.store = ZarrStore.wrapping(self.aio.store)
 
     url: shared[str] = shared("The root group's URL.")

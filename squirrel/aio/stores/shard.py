@@ -16,12 +16,14 @@ from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMes
 if TYPE_CHECKING:
     from squirrel.aio.retry import RetryPolicy
 
-__all__ = ["FORMATS", "AsyncJsonlStore", "AsyncMessagepackStore"]
+__all__ = ["FORMATS", "AsyncJsonlStore", "AsyncMessagepackStore", "AsyncShardStore"]
 
 FORMATS = ("squirrel", "squirrel-core")
 
 
-class _ShardStore(AsyncRecordStore):
+class AsyncShardStore(AsyncRecordStore):
+    """Base of the stores that hold one object per shard, in squirrel's layout or squirrel-core's (`format`)."""
+
     one_object_per_sample: ClassVar[bool] = False
     max_objects_per_read: ClassVar[int] = 1
     _squirrel_core_codec: ClassVar[Codec]
@@ -55,14 +57,14 @@ class _ShardStore(AsyncRecordStore):
         )
 
 
-class AsyncMessagepackStore(_ShardStore):
+class AsyncMessagepackStore(AsyncShardStore):
     """Each shard is one msgpack object ``<key>.msgpack`` (``.msgpack.gz`` with gzip); numpy types kept."""
 
     codec: Codec = MessagepackCodec()
     _squirrel_core_codec: ClassVar[Codec] = SquirrelCoreMessagepackCodec()
 
 
-class AsyncJsonlStore(_ShardStore):
+class AsyncJsonlStore(AsyncShardStore):
     """Each shard is one jsonl object ``<key>.jsonl``: readable by people and any JSON tool."""
 
     codec: Codec = JsonlCodec()
