@@ -283,6 +283,10 @@ class Goal:
     value: float
     target: float
     at_most: bool = False
+    low: float | None = None
+    """The smallest of the per-round values `value` is the median of (None: a single figure)."""
+    high: float | None = None
+    """The largest of the per-round values."""
 
     @property
     def passed(self) -> bool:
@@ -291,7 +295,10 @@ class Goal:
     def __str__(self) -> str:
         relation = "<=" if self.at_most else ">="
         verdict = "PASS" if self.passed else "FAIL"
-        return f"{verdict}  {self.name}: {self.value:,.3g} {relation} {self.target:,.3g}"
+        text = f"{verdict}  {self.name}: {self.value:,.3g} {relation} {self.target:,.3g}"
+        if self.low is not None and self.high is not None:
+            text += f"  (rounds {self.low:,.3g} .. {self.high:,.3g})"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "passed": self.passed}

@@ -1,4 +1,4 @@
-"""Parallel bulk writer, blocking face: ``write_shards(samples, url, executor=dask_client)``.
+"""Parallel bulk writer, blocking face: ``write_shards(range(n), url, executor=client, make_sample=fn)``.
 
 `write_shards` runs `squirrel.aio.bulk.write_shards` (same arguments, same docstring) on the process's IO
 loop; see there for how shards are written.

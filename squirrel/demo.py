@@ -1,127 +1,19 @@
-"""`make demo`: write 10,000 samples as 10 messagepack shards on local disk, stream them back, report speed.
-
-Run it as ``python -m squirrel.demo [FOLDER]`` (default: ./demo-data). The folder becomes the demo's own:
-it must be missing or empty the first time, and the demo marks it with a `MARKER` file. A later run on a
-marked folder replaces what the earlier one wrote, so ``make demo`` can run again and again. A folder
-holding anything the demo did not write is refused, and nothing in it is touched.
+"""`make demo`: ``python -m squirrel.demo [FOLDER]``, the demo of `squirrel.cli.demo` (what `squirrel demo`
+runs) without the rest of the command line: write 10,000 samples as 10 messagepack shards on local disk,
+stream them back, report speed. See `squirrel.cli.demo` for what it may write where.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
+from squirrel.cli.demo import IMAGE_SHAPE, MARKER, SAMPLES, SHARDS, claim_folder, main, make_shards
+from squirrel.cli.output import printable
 
-from squirrel.aio.stores.local import TEMP_SUFFIX
-from squirrel.cli import emit, printable
-from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
-
-__all__ = ["IMAGE_SHAPE", "MARKER", "SAMPLES", "SHARDS", "claim_folder", "main", "make_shards", "rate"]
-
-SAMPLES = 10_000
-SHARDS = 10
-IMAGE_SHAPE = (64, 64, 3)
-
-MARKER = "SQUIRREL_DEMO"
-"""The file that marks a folder as the demo's own (no store suffix: it is never listed as a key)."""
-_MARKER_TEXT = "Written by `python -m squirrel.demo`, which replaces this folder's shards on every run.\n"
-_OWN_NAME = re.compile(r"(shard_\d+\.msgpack)|(\.shard_\d+\.msgpack\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX) + ")")
-"""A shard the demo writes, or the temp file such a write leaves when it is killed midway."""
-_NAMES_SHOWN = 3
+__all__ = ["IMAGE_SHAPE", "MARKER", "SAMPLES", "SHARDS", "claim_folder", "main", "make_shards", "run_module"]
 
 
-def make_shards(rng: np.random.Generator, samples: int = SAMPLES, shards: int = SHARDS) -> list[Shard]:
-    """The demo dataset: `samples` {"image": uint8 64x64x3, "label": int} samples in `shards` equal shards.
-
-    `ValueError` unless `shards` is positive and divides `samples`.
-    """
-    if shards < 1 or samples % shards:
-        raise ValueError(f"{samples} samples do not split into {shards} equal shards")
-    per_shard = samples // shards
-    return [
-        Shard(
-            [
-                Sample(
-                    {"image": rng.integers(0, 256, IMAGE_SHAPE, dtype=np.uint8), "label": int(rng.integers(0, 10))},
-                    key=f"sample_{s * per_shard + i:05d}",
-                )
-                for i in range(per_shard)
-            ],
-            key=f"shard_{s:02d}",
-        )
-        for s in range(shards)
-    ]
-
-
-def rate(count: int, payload_bytes: int, seconds: float) -> str:
-    """``N samples/s, M MB/s`` for a timed pass."""
-    return f"{count / seconds:,.0f} samples/s, {payload_bytes / seconds / 1e6:,.1f} MB/s ({seconds:.2f} s)"
-
-
-def claim_folder(root: Path) -> None:
-    """Make `root` an empty folder of the demo's own: create (or take an empty) folder and mark it, or
-    remove the shards an earlier run wrote into a marked one.
-
-    `NotADirectoryError` if `root` is a file. `FileExistsError` naming `root` and what it holds if it holds
-    anything the demo did not write (an unmarked folder: anything at all): nothing is removed then.
-    """
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"demo folder {root} is a file: pass a folder the demo may own")
-    root.mkdir(parents=True, exist_ok=True)
-    names = set(os.listdir(root))
-    own = {MARKER, *filter(_OWN_NAME.fullmatch, names)} if MARKER in names else set()
-    if foreign := names - own:
-        raise FileExistsError(
-            f"refusing to write the demo into {root}: it holds {_listed(foreign)}, which the demo did not write "
-            "(it only reuses a folder it created); pass a new or empty folder"
-        )
-    for name in names - {MARKER}:
-        (root / name).unlink()
-    (root / MARKER).write_text(_MARKER_TEXT)
-
-
-def _listed(names: set[str]) -> str:
-    """A few of `names`, for a message."""
-    ordered = sorted(names)
-    shown = ", ".join(repr(name) for name in ordered[:_NAMES_SHOWN])
-    return shown if len(ordered) <= _NAMES_SHOWN else f"{shown} and {len(ordered) - _NAMES_SHOWN} more"
-
-
-def main(folder: str = "demo-data", *, samples: int = SAMPLES, shards: int = SHARDS) -> None:
-    """Write `samples` samples in `shards` shards into `folder`, read them back, check the count and print
-    the figures. Raises what `claim_folder` raises for a folder the demo may not use."""
-    root = Path(folder).resolve()
-    claim_folder(root)
-    dataset = make_shards(np.random.default_rng(0), samples, shards)
-    payload = samples * int(np.prod(IMAGE_SHAPE))
-
-    store = MessagepackStore(str(root))
-    started = time.perf_counter()
-    for shard in dataset:
-        store.set(shard)
-    written = rate(samples, payload, time.perf_counter() - started)
-    emit(f"write: {samples:,} samples in {shards} shards to {root}: {written}")
-
-    loader = MessagePackDataLoader(str(root))
-    started = time.perf_counter()
-    count = 0
-    first: Sample | None = None
-    for sample in loader.get_iter():
-        first = first or sample
-        count += 1
-    elapsed = time.perf_counter() - started
-    if count != samples or first is None:
-        raise SystemExit(f"read back {count} samples, expected {samples}")
-    emit(f"read:  {count:,} samples via MessagePackDataLoader.get_iter(): {rate(count, payload, elapsed)}")
-    image = first.value["image"]
-    emit(f"first sample: key={first.key!r} image={image.dtype}{list(image.shape)} label={first.value['label']}")
-
-
-def _run_module(argv: list[str]) -> None:
+def run_module(argv: list[str]) -> None:
     """``python -m squirrel.demo [FOLDER]``: a folder the demo may not use exits 1 with one line."""
     if len(argv) > 1:
         raise SystemExit("usage: python -m squirrel.demo [FOLDER]")
@@ -132,4 +24,4 @@ def _run_module(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _run_module(sys.argv[1:])
+    run_module(sys.argv[1:])

@@ -208,9 +208,32 @@ class MixedStage(Stage):
 
     sources: tuple[Any, ...]
 
-    def _configure(
-        self, sources: Sequence[Any], weights: Sequence[float] | None, seed: int | str | None, stop: str, mode: str
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        weights: Sequence[float] | None = None,
+        seed: int | str | None = None,
+        stop: str = "first",
+        mode: str = "sample",
     ) -> None:
+        """The items of `sources` mixed into one stream, drawn by `weights` (equal when None).
+
+        Args:
+            sources: streams of this face (a loader's ``get_iter(split_by_rank=True, ...)``, each split on
+                its own) or re-iterable iterables; on the async face, async iterables too.
+            weights: one non-negative weight per source, not all zero; the share of items each gives.
+            seed: fixes the draw, with the epoch (`set_epoch` sets it here and on every source); None draws
+                anew each pass, and such a mix cannot be saved or resumed.
+            stop: "first" ends when a drawn source has run out; "all" goes on with the others (their weights
+                renormalised) until every source of positive weight has run out; "never" starts an exhausted
+                source's next pass (a pass that yields nothing raises `ValueError`).
+            mode: "sample" draws each item's source by weight; "round_robin" takes the sources in turn (no
+                weights).
+
+        `state_dict()` / `load_state_dict()` resume a pass exactly where it was. Raises `ValueError` for bad
+        weights, `stop` or `mode`.
+        """
+        super().__init__(None)  # the face's stream, reading its own sources
         check_choice("stop", stop, STOPS)
         check_choice("mode", mode, MODES)
         self.sources = tuple(sources)

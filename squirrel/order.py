@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import operator
 import random
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 import numpy as np
 
@@ -143,6 +143,11 @@ class ShuffleBuffer(Generic[T]):
         self.size = size
         self.rng = rng
         self.items: list[T] = []
+
+    @classmethod
+    def seeded(cls, size: int, seed: int | str | None) -> Self:
+        """A buffer of `size` drawing from a fresh rng for `seed` (None: a new order each time)."""
+        return cls(size, make_rng(seed, "shuffle"))
 
     def push(self, item: T) -> Iterator[T]:
         """Add `item`; yields one evicted item once the buffer is full."""

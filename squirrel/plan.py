@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from squirrel.index import Index
 
-__all__ = ["CONSUMED", "ON_ERROR", "LoadPlan", "SampleOrder"]
+__all__ = ["CONSUMED", "ON_ERROR", "LoadPlan", "SampleOrder", "check_cache_options"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,10 @@ class LoadPlan:
     equalize: str | None = None
     allow_empty: bool = False
     """Whether a store with no object to read is read as empty, rather than refused (a typo'd url)."""
+    cache_dir: str | None = None
+    """The folder of the local cache of remote objects (`squirrel.aio.shard_cache`); None: no cache."""
+    cache_limit: int | None = None
+    """The most bytes the cache holds on disk (given with `cache_dir`)."""
     placeholders: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """Keys a resumed pass does not fetch: each stands in for its count of already consumed samples."""
     index_counts: Sequence[tuple[str, int]] | None = None
@@ -74,6 +78,7 @@ class LoadPlan:
             raise ValueError(f"on_error must be one of {list(ON_ERROR)}, got {self.on_error!r}")
         if self.equalize not in EQUALIZE:
             raise ValueError(f"equalize must be one of {list(EQUALIZE)}, got {self.equalize!r}")
+        check_cache_options(self.cache_dir, self.cache_limit)
 
     @property
     def reshuffles_each_pass(self) -> bool:
@@ -154,6 +159,20 @@ class LoadPlan:
     def order(self) -> SampleOrder[Any]:
         """The item order of one pass: a fresh shuffler with this plan's seed and epoch."""
         return SampleOrder(self.shuffle_item_buffer, self.seed, self.epoch, self.index_counts)
+
+
+def check_cache_options(cache_dir: object, cache_limit: object) -> None:
+    """Refuse a cache without a bound, or a bound without a cache: `ValueError` unless `cache_limit` is a
+    positive int of bytes given with `cache_dir`, or both are None."""
+    if cache_dir is None:
+        if cache_limit is not None:
+            raise ValueError(f"cache_limit={cache_limit!r} was given without cache_dir (the folder it bounds)")
+        return
+    if isinstance(cache_limit, bool) or not isinstance(cache_limit, int) or cache_limit < 1:
+        raise ValueError(
+            f"cache_dir={cache_dir!r} needs cache_limit, the most bytes the cache may hold on disk, as a positive "
+            f"int (e.g. cache_limit=50 * 2**30), got {cache_limit!r}"
+        )
 
 
 def _count(index: Index, key: str) -> int:

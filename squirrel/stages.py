@@ -8,7 +8,7 @@ looking for attributes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from squirrel.metrics import LoaderMetrics
@@ -19,6 +19,11 @@ __all__ = ["PlannedStage", "Stage"]
 
 class Stage:
     """Answers by asking the stage upstream; a stage with nothing upstream answers for an empty chain."""
+
+    def __init__(self, source: Any = None) -> None:
+        """Read from `source` (a stage, an iterable, a callable giving one, or None for a stage that reads
+        its own sources); each face's stream class says which sources it takes."""
+        self.source = source
 
     def upstream_stage(self) -> Stage | None:
         """The stage this one reads from, if it is a stage of the same face."""

@@ -18,7 +18,7 @@ from squirrel.errors import EncodeError
 from tests.helpers import assert_same_samples, make_samples
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterable, Iterator
 
 N = 2345  # not a multiple of the shard size
 
@@ -145,3 +145,95 @@ async def test_async_api_takes_async_iterables(store_url: str) -> None:
 def test_bad_arguments(tmp_path, options: dict, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         write_shards([1], str(tmp_path), **options)
+
+
+class BadItemError(Exception):
+    """Raised by `image_sample` for one item; must reach the caller as itself, with the shard named."""
+
+
+def image_sample(i: int) -> Sample:
+    """A sample made from an int alone (top level, so a dask worker can run it): the same for the same `i`."""
+    if i == BAD_ITEM:
+        raise BadItemError(f"item {i} is bad")
+    image = np.random.default_rng(i).integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    return Sample({"image": image, "label": i, "pid": os.getpid()}, f"s{i:05d}")
+
+
+BAD_ITEM = -7
+"""The item `image_sample` refuses."""
+
+
+def read_back(url: str) -> list[Sample]:
+    """Every sample of the messagepack store at `url`, in key order."""
+    return list(MessagePackDataLoader(url).get_iter())
+
+
+def without_pid(samples: list[Sample]) -> list[Sample]:
+    """`samples` without the ``pid`` field (which process made them), to compare what they hold."""
+    return [Sample({k: v for k, v in s.value.items() if k != "pid"}, s.key) for s in samples]
+
+
+def test_make_sample_builds_each_shard_from_items(store_url: str) -> None:
+    keys = write_shards(range(N), store_url, shard_size=500, max_concurrency=3, make_sample=image_sample)
+    assert keys == [f"shard_{i:06d}" for i in range(5)]
+    index = MessagepackStore(store_url).read_index()
+    assert index is not None and [e.samples for e in index.entries] == [500] * 4 + [N - 2000]
+    assert_same_samples(without_pid(read_back(store_url)), without_pid([image_sample(i) for i in range(N)]))
+
+
+def test_make_sample_on_a_thread_pool_matches_the_loop(tmp_path) -> None:
+    local, pooled = str(tmp_path / "local"), str(tmp_path / "pooled")
+    write_shards(range(N), local, shard_size=1000, make_sample=image_sample)
+    with ThreadPoolExecutor(3) as pool:
+        write_shards(range(N), pooled, shard_size=1000, make_sample=image_sample, executor=pool)
+    assert_same_samples(read_back(pooled), read_back(local))
+
+
+@pytest.mark.parametrize("items", [[*range(1200), BAD_ITEM, 5], iter([*range(1200), BAD_ITEM])])
+def test_make_sample_error_names_the_shard(tmp_path, items: Iterable[int]) -> None:
+    with pytest.raises(BadItemError, match="item -7 is bad") as caught:
+        write_shards(items, str(tmp_path), shard_size=500, make_sample=image_sample)
+    (note,) = caught.value.__notes__
+    assert f"make_sample(-7) for item 200 of shard 'shard_000002' of {tmp_path}" in note
+    assert MessagepackStore(str(tmp_path)).read_index() is None  # no index for a failed write
+
+
+async def async_sample(i: int) -> Sample:
+    return Sample({"i": i})
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "complaint"),
+    [
+        ({"make_sample": 3}, TypeError, "make_sample must be a function of one item, got 3"),
+        ({"make_sample": async_sample}, TypeError, "make_sample must be a plain function.*async_sample"),
+        ({"executor": object()}, TypeError, "executor must have a submit method"),
+        ({"max_concurrency": 0}, ValueError, "max_concurrency must be >= 1, got 0"),
+        ({"shard_size": "10"}, TypeError, "shard_size must be an int, got '10'"),
+        ({"progress": "yes"}, TypeError, "progress must be True or False, got 'yes'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_writing(tmp_path, options: dict, error: type, complaint: str) -> None:
+    url = str(tmp_path / "store")
+    with pytest.raises(error, match=complaint):
+        write_shards(range(3), url, **options)
+    assert not os.path.exists(url)
+
+
+def test_samples_that_are_not_iterable_are_refused(tmp_path) -> None:
+    with pytest.raises(TypeError, match="samples must be an iterable or an async iterable of samples, got int"):
+        write_shards(5, str(tmp_path))  # type: ignore[arg-type]
+
+
+def test_progress_shows_samples_and_shards_with_the_total(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_shards(range(250), str(tmp_path / "sized"), shard_size=100, make_sample=image_sample, progress=True)
+    shown = capsys.readouterr().err
+    assert "250/250" in shown and "shards=3/3" in shown and "sample" in shown
+    write_shards((image_sample(i) for i in range(250)), str(tmp_path / "stream"), shard_size=100, progress=True)
+    shown = capsys.readouterr().err
+    assert "250sample" in shown.replace(" ", "") and "shards=3" in shown and "/250" not in shown
+
+
+def test_no_progress_by_default(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_shards(range(250), str(tmp_path), shard_size=100, make_sample=image_sample)
+    assert capsys.readouterr().err == ""

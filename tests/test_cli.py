@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import gzip
 import json
 import os
+import pty
+import re
+import select
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -423,3 +431,172 @@ def test_inspect_escapes_field_names_and_refuses_an_empty_store(
     assert "evil\\x1b[2J\\nfield" in result.stdout
     empty = run_inline(capsys, "inspect", str(tmp_path / "nothing"))
     assert_one_line_error(empty, "holds no object ending in '.msgpack'")
+
+
+# -- progress bars (issue 14) ------------------------------------------------------------------------
+
+TERMINAL_COLUMNS = 120
+BAR_WITH_TOTAL = r"100%\|[^|\n\r]*\| {done}/{done} \[\d\d:\d\d<\d\d:\d\d"
+"""tqdm's finished bar with a total: the fraction, ``done/total`` and the ETA after the elapsed time."""
+
+
+def read_terminal(master: int, process: subprocess.Popen[str]) -> str:
+    """All `process` writes to the terminal whose master side is `master`, until it closes it."""
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            process.kill()
+            raise AssertionError(f"{process.args} wrote nothing to its terminal for 120 s")
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every process holding the terminal's side exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def run_on_a_terminal(*args: str) -> subprocess.CompletedProcess[str]:
+    """`squirrel ARGS` with standard error on a pseudo-terminal (an interactive shell), standard output piped:
+    `stderr` is what the terminal showed."""
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, TERMINAL_COLUMNS, 0, 0))
+    try:
+        with subprocess.Popen(
+            [SCRIPT, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, text=True
+        ) as process:
+            os.close(terminal)
+            terminal = -1
+            shown = read_terminal(master, process)
+            assert process.stdout is not None
+            stdout = process.stdout.read()
+            code = process.wait(timeout=120)
+    finally:
+        os.close(master)
+        if terminal >= 0:
+            os.close(terminal)
+    return subprocess.CompletedProcess([SCRIPT, *args], code, stdout, shown)
+
+
+def assert_no_bar(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "%|" not in result.stderr and "\x1b[" not in result.stderr, result.stderr
+
+
+def assert_bar(result: subprocess.CompletedProcess[str], done: int) -> None:
+    assert result.returncode == 0, result.stderr
+    assert re.search(BAR_WITH_TOTAL.format(done=done), result.stderr), result.stderr
+
+
+def indexed(url: str) -> str:
+    assert run("index", url).returncode == 0
+    return url
+
+
+@pytest.mark.parametrize(
+    ("args", "done"),
+    [
+        (["index", "{store}"], 3),  # objects, from a listing
+        (["index", "{indexed}", "--verify"], 3),  # objects, from the index
+        (["bench", "{store}"], 3),  # objects, from a listing (no index: the sample count is unknown)
+        (["bench", "{indexed}"], 12),  # samples, from the index
+        (["convert", "{store}", "{out}", "--to", "jsonl", "--shard-size", "5"], 3),
+        (["convert", "{indexed}", "{out}", "--to", "record"], 12),
+    ],
+    ids=["index", "index-verify", "bench-listing", "bench-index", "convert-listing", "convert-index"],
+)
+def test_long_commands_show_a_bar_with_a_total_on_a_terminal_only(tmp_path: Path, args: list[str], done: int) -> None:
+    def filled(name: str) -> list[str]:
+        store = str(tmp_path / name / "store")
+        for shard in make_shards(3, 4):
+            MessagepackStore(store).set(shard)
+        if "{indexed}" in args:
+            indexed(store)
+        return [a.format(store=store, indexed=store, out=str(tmp_path / name / "out")) for a in args]
+
+    assert_no_bar(run(*filled("piped")))
+    assert_bar(run_on_a_terminal(*filled("terminal")), done)
+
+
+# -- what bench and the demo measure (issue 14) ------------------------------------------------------
+
+READ_FIGURES = (
+    r"(?P<samples>[\d,]+) samples in \d+\.\d\d s: [\d,]+ samples/s, [\d,]+\.\d MB/s; "
+    r"first sample after \d+ ms, then [\d,]+ samples/s"
+)
+"""The figures of a timed read, as `ReadTiming.figures` prints them for both `squirrel bench` and the demo."""
+
+
+def test_measure_read_counts_samples_stored_bytes_and_the_first_sample(store_path: str) -> None:
+    from squirrel.cli.measure import measure_read
+    from squirrel.driver import MessagePackDataLoader
+
+    timing = measure_read(MessagePackDataLoader(store_path).get_iter())
+    assert timing.samples == 12
+    assert timing.stored_bytes == sum(p.stat().st_size for p in Path(store_path).glob("*.msgpack"))
+    assert 0 < timing.first_seconds <= timing.seconds
+    assert timing.first is not None and timing.first.key == "sh0_00000"
+    assert re.fullmatch(READ_FIGURES, timing.figures())
+
+
+def test_bench_says_what_it_measures(store_path: str) -> None:
+    from squirrel.cli.measure import MEASURED
+
+    result = run("bench", store_path, "--passes", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    passes = [re.fullmatch(rf"pass (\d) of 2: {READ_FIGURES}", line) for line in lines[:2]]
+    assert [(match[1], match["samples"]) for match in passes if match] == [("1", "12"), ("2", "12")]
+    assert f"measured: {MEASURED}" in lines
+    assert any("fresh process" in line for line in lines)
+
+
+def test_cli_is_a_package_of_small_modules_behind_the_same_entry_point() -> None:
+    import ast
+    from importlib.metadata import entry_points
+
+    import squirrel.cli
+
+    (script,) = [point for point in entry_points(group="console_scripts") if point.name == "squirrel"]
+    assert script.value == "squirrel.cli:main" and script.load() is squirrel.cli.main
+    modules = sorted(Path(squirrel.cli.__file__).parent.glob("*.py"))
+    assert len(modules) > 4
+    for module in modules:
+        text = module.read_text()
+        assert len(text.splitlines()) < 350, module
+        tree = ast.parse(text)
+        assigned = [n.targets[0] for n in tree.body if isinstance(n, ast.Assign)]
+        assert any(isinstance(t, ast.Name) and t.id == "__all__" for t in assigned), module
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
+        if module.name != "__init__.py":  # no cycle: a command module never imports the package or the demo script
+            assert not imported & {"squirrel.cli", "squirrel.demo", "squirrel"}, module
+
+
+def test_index_is_rebuilt_when_an_object_changes_while_it_is_read(
+    store_path: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`squirrel index` reads the objects itself (for its bar): one rewritten in place, same size, after it
+    was read must not be indexed with its old checksum."""
+    from squirrel.cli import indexing
+
+    describe_objects = indexing.describe_objects
+    changed = Path(store_path, "shard_001.msgpack")
+    replacement = Path(store_path, "shard_000.msgpack").read_bytes()
+    assert len(replacement) == changed.stat().st_size
+
+    def rewrite() -> None:
+        changed.write_bytes(replacement)
+        os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+
+    async def then_rewrite(*args: Any) -> Any:
+        entries = await describe_objects(*args)
+        await asyncio.to_thread(rewrite)
+        return entries
+
+    monkeypatch.setattr(indexing, "describe_objects", then_rewrite)
+    assert run_inline(capsys, "index", store_path).returncode == 0
+    verified = run_inline(capsys, "index", store_path, "--verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -1,4 +1,5 @@
-"""`async_map(fn, executor=dask_client)` on both faces: order, bound, errors, and cancelling on early exit."""
+"""dask on both faces: `async_map(fn, executor=client)` (order, bound, errors, cancelling on early exit) and
+`write_shards(items, url, executor=client, make_sample=fn)` (one task per shard builds and writes it)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, get_task_stream
 
 from squirrel.aio import AsyncIterableSource
+from squirrel.aio import bulk as aio_bulk
+from squirrel.bulk import write_shards
+from squirrel.driver import MessagePackDataLoader, Sample
 from squirrel.iterstream import IterableSource
+from tests.helpers import assert_same_samples
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 
 class BadItemError(Exception):
@@ -104,3 +110,55 @@ async def test_async_early_exit_cancels_queued_tasks(tmp_path, dask_client: Clie
     assert await stream.take(1).collect() == [0]
     await asyncio.sleep(1.5)
     assert len(os.listdir(tmp_path)) <= QUEUED // 2
+
+
+def pid_sample(i: int) -> Sample:
+    """A sample made from an int alone, recording the process that made it; fails for a negative `i`."""
+    if i < 0:
+        raise BadItemError(f"item {i} is bad")
+    image = np.random.default_rng(i).integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    return Sample({"image": image, "label": i, "pid": os.getpid()}, f"s{i:05d}")
+
+
+def read_back(url: str) -> tuple[list[Sample], set[int]]:
+    """The samples at `url` (without their ``pid``) and the pids of the processes that made them."""
+    samples = list(MessagePackDataLoader(url).get_iter())
+    stripped = [Sample({k: v for k, v in s.value.items() if k != "pid"}, s.key) for s in samples]
+    return stripped, {int(s.value["pid"]) for s in samples}
+
+
+def test_write_shards_per_shard_matches_the_local_path(tmp_path, dask_client: Client) -> None:
+    local, cluster = str(tmp_path / "local"), str(tmp_path / "cluster")
+    assert write_shards(range(2345), local, 400, make_sample=pid_sample) == [f"shard_{i:06d}" for i in range(6)]
+    with get_task_stream(dask_client) as tasks:
+        keys = write_shards(range(2345), cluster, 400, executor=dask_client, make_sample=pid_sample)
+    assert keys == [f"shard_{i:06d}" for i in range(6)]
+    assert [task["key"].startswith("write_shard-") for task in tasks.data] == [True] * 6  # one task per shard
+    (expected, local_pids), (written, cluster_pids) = read_back(local), read_back(cluster)
+    assert_same_samples(written, expected)
+    worker_pids = set(dask_client.run(os.getpid).values())
+    assert local_pids == {os.getpid()} and cluster_pids <= worker_pids  # built in the workers, not here
+
+
+async def test_async_write_shards_per_shard(tmp_path, dask_client: Client) -> None:
+    async def items() -> AsyncIterator[int]:
+        for i in range(25):
+            yield i
+
+    url = str(tmp_path)
+    keys = await aio_bulk.write_shards(items(), url, 10, executor=dask_client, make_sample=pid_sample)
+    assert keys == ["shard_000000", "shard_000001", "shard_000002"]
+    assert [s.value["label"] for s in read_back(url)[0]] == list(range(25))
+
+
+def test_write_shards_error_in_a_worker_names_the_shard(tmp_path, dask_client: Client) -> None:
+    with pytest.raises(BadItemError, match="item -1 is bad") as caught:
+        write_shards([*range(25), -1], str(tmp_path), 10, executor=dask_client, make_sample=pid_sample)
+    assert f"make_sample(-1) for item 5 of shard 'shard_000002' of {tmp_path}" in caught.value.__notes__[0]
+    assert not (tmp_path / "_squirrel_index.json").exists()  # no index for a failed write
+
+
+def test_write_shards_progress_with_dask(tmp_path, dask_client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    write_shards(range(50), str(tmp_path), 10, executor=dask_client, make_sample=pid_sample, progress=True)
+    shown = capsys.readouterr().err
+    assert "50/50" in shown and "shards=5/5" in shown

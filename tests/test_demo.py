@@ -87,3 +87,18 @@ def test_module_refuses_in_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and str(folder) in result.stderr
     assert [p.name for p in folder.iterdir()] == ["thesis.tex"]
+
+
+def test_demo_prints_what_it_measures_as_bench_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from squirrel.cli.measure import MEASURED
+    from tests.test_cli import READ_FIGURES
+
+    folder = tmp_path / "demo"
+    main(str(folder), **SMALL)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(re.fullmatch(f"read:  {READ_FIGURES}", line) for line in lines), lines
+    assert f"measured: {MEASURED}" in lines
+    assert any("squirrel bench" in line for line in lines)  # how to measure the same in a fresh process
+    assert cli_main(["bench", str(folder)]) == 0
+    bench = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(READ_FIGURES, bench[0]) and f"measured: {MEASURED}" in bench

@@ -1,5 +1,7 @@
-"""Faults: transient errors retried within a deadline, a GCS server killed mid-pass, writers SIGKILLed
-mid-write, and many concurrent writers. The server is a real fake-gcs-server process; nothing is mocked."""
+"""Faults: transient errors retried within a deadline, an endpoint going down mid-pass, writers SIGKILLed
+mid-write, and many concurrent writers, on gs:// and s3://. The servers are real fake-gcs-server and moto
+processes (for s3://, an outage is a `FaultProxy` in front of moto going down: moto keeps nothing across a
+restart); nothing is mocked."""
 
 from __future__ import annotations
 
@@ -9,14 +11,23 @@ import os
 import signal
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from squirrel.aio.retry import DeadlineExceeded, RetryPolicy, is_transient, with_retries
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
+from tests.fault_proxy import FaultProxy
 from tests.gcs_server import GcsServer
 from tests.helpers import make_samples, make_shards
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tests.server_process import LoopbackServer
 
 FAST = RetryPolicy(attempts=50, initial_backoff=0.05, max_backoff=0.5, request_timeout=2.0, deadline=30.0)
 
@@ -67,13 +78,68 @@ def test_http_status_classification() -> None:
     assert not is_transient(FileNotFoundError("x"))
 
 
-@pytest.fixture
-def own_server() -> GcsServer:
-    """A persistent server of this test's own, so killing it touches no other test."""
-    server = GcsServer(persistent=True)
-    server.start()
-    yield server
-    server.stop()
+def _client_error(status: int, code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "GetObject")
+
+
+def test_botocore_error_classification() -> None:
+    """What s3fs raises: botocore's errors, and the `OSError` s3fs makes of a ClientError (its cause)."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+    from s3fs.errors import translate_boto_error
+
+    transient = [
+        (503, "ServiceUnavailable"),
+        (503, "SlowDown"),
+        (500, "InternalError"),
+        (429, "429"),
+        (400, "Throttling"),
+    ]
+    for status, code in transient:
+        assert is_transient(_client_error(status, code)), code
+        assert is_transient(translate_boto_error(_client_error(status, code))), code
+    for status, code in [(403, "AccessDenied"), (404, "NoSuchKey"), (400, "InvalidArgument"), (416, "InvalidRange")]:
+        assert not is_transient(_client_error(status, code)), code
+        assert not is_transient(translate_boto_error(_client_error(status, code))), code
+    assert is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert is_transient(ReadTimeoutError(endpoint_url="http://127.0.0.1:9"))
+    assert not is_transient(NoCredentialsError())
+
+
+@dataclass
+class Restartable:
+    """An endpoint of a test's own that a test can take down and bring back with its data: a persistent
+    fake-gcs-server killed and restarted, or a `FaultProxy` in front of moto stopped and started."""
+
+    scheme: str
+    endpoint: str
+    server: LoopbackServer
+    kill: Callable[[], None]
+    start: Callable[[], None]
+
+    def bucket_url(self, name: str) -> str:
+        """The URL of a new bucket (a fresh name: moto's server is shared by the session)."""
+        bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.server.create_bucket(bucket)
+        return f"{self.scheme}://{bucket}/data"
+
+
+@pytest.fixture(params=[pytest.param("gcs", marks=pytest.mark.gcs), pytest.param("s3", marks=pytest.mark.s3)])
+def own_server(request: pytest.FixtureRequest) -> Iterator[Restartable]:
+    """A gs:// or s3:// endpoint of this test's own, so taking it down touches no other test."""
+    if request.param == "gcs":
+        server = GcsServer(persistent=True)
+        server.start()
+        yield Restartable("gs", server.url, server, server.kill, server.start)
+        server.stop()
+        return
+    moto = request.getfixturevalue("s3_server")
+    proxy = FaultProxy(moto.url, "s3")
+    proxy.start()
+    yield Restartable("s3", proxy.url, moto, proxy.stop, proxy.start)
+    proxy.stop()
 
 
 def _fill(url: str, shards: int, per_shard: int, **options) -> list[str]:
@@ -83,11 +149,9 @@ def _fill(url: str, shards: int, per_shard: int, **options) -> list[str]:
     return sorted(s.key for shard in make_shards(shards, per_shard) for s in shard.value)
 
 
-@pytest.mark.gcs
-def test_a_pass_survives_the_server_being_killed_and_restarted(own_server: GcsServer) -> None:
-    own_server.create_bucket("faults")
-    url = "gs://faults/data"
-    options = {"endpoint_url": own_server.url, "retry": FAST}
+def test_a_pass_survives_the_server_being_killed_and_restarted(own_server: Restartable) -> None:
+    url = own_server.bucket_url("faults")
+    options = {"endpoint_url": own_server.endpoint, "retry": FAST}
     expected = _fill(url, 12, 50, **options)
     seen = []
     restarted = threading.Event()
@@ -106,16 +170,14 @@ def test_a_pass_survives_the_server_being_killed_and_restarted(own_server: GcsSe
     assert sorted(seen) == expected and len(seen) == len(set(seen))
 
 
-@pytest.mark.gcs
-def test_a_dead_server_fails_clearly_within_the_deadline(own_server: GcsServer) -> None:
-    own_server.create_bucket("dead")
-    url = "gs://dead/data"
+def test_a_dead_server_fails_clearly_within_the_deadline(own_server: Restartable) -> None:
+    url = own_server.bucket_url("dead")
     policy = RetryPolicy(attempts=100, initial_backoff=0.05, max_backoff=0.2, request_timeout=1.0, deadline=4.0)
-    _fill(url, 3, 5, endpoint_url=own_server.url)
-    store = MessagepackStore(url, endpoint_url=own_server.url, retry=policy)
+    _fill(url, 3, 5, endpoint_url=own_server.endpoint)
+    store = MessagepackStore(url, endpoint_url=own_server.endpoint, retry=policy)
     own_server.kill()
     started = time.monotonic()
-    with pytest.raises(DeadlineExceeded, match="dead/data"):
+    with pytest.raises(DeadlineExceeded, match=f"{url}/shard_001"):
         list(store.get("shard_001"))
     assert time.monotonic() - started < 15
 
@@ -127,9 +189,16 @@ def _write_forever(url: str) -> None:
         store.set(Sample({"blob": payload}, key="big"))
 
 
-@pytest.mark.parametrize("where", ["local", pytest.param("gcs", marks=pytest.mark.gcs)])
+WHERE = ["local", pytest.param("gcs", marks=pytest.mark.gcs), pytest.param("s3", marks=pytest.mark.s3)]
+
+
+def _store_url(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return str(tmp_path / "store") if where == "local" else request.getfixturevalue(f"{where}_url")
+
+
+@pytest.mark.parametrize("where", WHERE)
 def test_a_writer_killed_mid_write_leaves_no_partial_object(where: str, tmp_path: Path, request) -> None:
-    url = str(tmp_path / "store") if where == "local" else request.getfixturevalue("gcs_url")
+    url = _store_url(where, tmp_path, request)
     MessagepackStore(url).set(Shard(make_samples(2), key="kept"))
     writer = multiprocessing.get_context("spawn").Process(target=_write_forever, args=(url,))
     writer.start()
@@ -155,9 +224,9 @@ def _write_many(url: str, first: int) -> None:
         store.set(Shard(make_samples(2, prefix=f"w{i}_"), key=f"shard_{i:04d}"))
 
 
-@pytest.mark.parametrize("where", ["local", pytest.param("gcs", marks=pytest.mark.gcs)])
+@pytest.mark.parametrize("where", WHERE)
 def test_8_threads_and_4_processes_writing_100_shards_each_lose_nothing(where: str, tmp_path: Path, request) -> None:
-    url = str(tmp_path / "store") if where == "local" else request.getfixturevalue("gcs_url")
+    url = _store_url(where, tmp_path, request)
     threads = [threading.Thread(target=_write_many, args=(url, 100 * i)) for i in range(8)]
     processes = [
         multiprocessing.get_context("fork").Process(target=_write_many, args=(url, 100 * i)) for i in range(8, 12)
@@ -179,17 +248,15 @@ def _key(sample: Sample) -> str:
     return sample.key
 
 
-@pytest.mark.gcs
-def test_after_a_failed_pass_load_state_dict_resumes_without_repeats_or_gaps(own_server: GcsServer) -> None:
+def test_after_a_failed_pass_load_state_dict_resumes_without_repeats_or_gaps(own_server: Restartable) -> None:
     import torch.utils.data
 
-    own_server.create_bucket("resume")
-    url = "gs://resume/data"
-    _fill(url, 12, 50, endpoint_url=own_server.url)
+    url = own_server.bucket_url("resume")
+    _fill(url, 12, 50, endpoint_url=own_server.endpoint)
     policy = RetryPolicy(attempts=100, initial_backoff=0.05, max_backoff=0.2, request_timeout=1.0, deadline=3.0)
 
     def dataset() -> torch.utils.data.IterableDataset:
-        loader = MessagePackDataLoader(url, endpoint_url=own_server.url, retry=policy)
+        loader = MessagePackDataLoader(url, endpoint_url=own_server.endpoint, retry=policy)
         stream = loader.get_iter(seed=1, shuffle_key_buffer=4, shuffle_item_buffer=60, prefetch=1, max_concurrency=1)
         return stream.map(_key).to_torch_iterable()
 

@@ -22,7 +22,7 @@ from squirrel._runtime import io_loop, run_sync
 from squirrel.aio import AsyncFileDriver
 from squirrel.aio import fs as aio_fs
 from squirrel.aio.file_driver import MODES, check_mode, missing_folder_error
-from squirrel.aio.fs import split_protocol
+from squirrel.aio.storage_options import split_protocol
 from squirrel.driver.file_driver import FileDriver
 
 if TYPE_CHECKING:
@@ -343,6 +343,12 @@ def test_both_faces_have_the_same_public_methods_and_signatures() -> None:
     assert set(public(FileDriver)) == {"__init__", "get_store"}
     assert repr(FileDriver("memory://x/y")) == "FileDriver('memory://x/y')"
     assert repr(AsyncFileDriver("memory://x/y")) == "AsyncFileDriver('memory://x/y')"
+
+
+def test_file_driver_imports_from_squirrel_driver_as_in_squirrel_core() -> None:
+    import squirrel.driver
+
+    assert squirrel.driver.FileDriver is FileDriver
 
 
 def test_the_shared_helpers_stay_importable() -> None:

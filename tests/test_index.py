@@ -10,7 +10,8 @@ from typing import Any
 import google_crc32c
 import pytest
 
-from squirrel.aio.fs import filesystem_class_and_options, split_protocol
+from squirrel.aio.fs import filesystem_class_and_options
+from squirrel.aio.storage_options import split_protocol
 from squirrel.driver import JsonlStore, MessagePackDataLoader, MessagepackStore, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
 from squirrel.index import INDEX_NAME, IndexEntry, build_index, checksum, dump_index, parse_index

@@ -1,8 +1,9 @@
 """One retry layer: squirrel's `RetryPolicy` is the only thing that retries a store's requests, bounded by its
 deadline, and gives up with an error naming the store, its endpoint, the object, the attempts and the time.
 
-The gs:// cases run the real gcsfs client against a port where nothing listens, or against a real
-fake-gcs-server process that is killed and restarted; nothing is mocked.
+The gs:// and s3:// cases run the real gcsfs and s3fs clients against a port where nothing listens, or against
+a real fake-gcs-server process that is killed and restarted; nothing is mocked. Faults injected by a proxy
+in front of a real server: tests/test_injected_faults.py.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from squirrel.aio.retry import (
     policy_retries_active,
     with_retries,
 )
+from squirrel.aio.s3 import S3FileSystem
 from squirrel.errors import SquirrelError
 from tests.gcs_server import GcsServer, free_port
 from tests.helpers import make_shards
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
 
 SMALL = RetryPolicy(attempts=100, initial_backoff=0.05, max_backoff=0.2, request_timeout=1.0, deadline=3.0)
 """Gives up on a dead endpoint after 3 s."""
@@ -49,6 +52,24 @@ ONE_DEFAULT_ATTEMPT = dataclasses.replace(RetryPolicy(), attempts=1)
 def dead_endpoint() -> str:
     """An endpoint on 127.0.0.1 where nothing listens (connections are refused)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(params=[pytest.param("gs", marks=pytest.mark.gcs), pytest.param("s3", marks=pytest.mark.s3)])
+def scheme(request: pytest.FixtureRequest) -> str:
+    """gs:// or s3://; for s3:// the session's moto server sets botocore's environment (fake credentials, no
+    AWS configuration of the user's), though the tests give an endpoint of their own."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_server")
+    return str(request.param)
+
+
+CONNECTION_ERROR = {"gs": "ClientConnectorError", "s3": "EndpointConnectionError"}
+"""The error of each client for a refused connection."""
+
+
+def location(url: str, endpoint: str) -> str:
+    """How a store's error names it: with its endpoint for gs:// (the store names no endpoint for s3://)."""
+    return f"store {url} at {endpoint}" if url.startswith("gs://") else f"store {url}"
 
 
 class Failing:
@@ -134,32 +155,32 @@ async def test_the_policy_marks_the_requests_it_retries() -> None:
     assert seen == [True] and not policy_retries_active()
 
 
-# -- gs:// against a dead endpoint ---------------------------------------------------------------
+# -- gs:// and s3:// against a dead endpoint------------------------------------------------------------
 
 
-@pytest.mark.gcs
 async def test_a_store_at_a_dead_endpoint_fails_within_its_deadline_naming_url_key_and_endpoint(
-    dead_endpoint: str,
+    scheme: str, dead_endpoint: str
 ) -> None:
-    async with AsyncMessagepackStore("gs://dead/data", endpoint_url=dead_endpoint, retry=SMALL) as store:
+    url = f"{scheme}://dead/data"
+    async with AsyncMessagepackStore(url, endpoint_url=dead_endpoint, retry=SMALL) as store:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded) as info:
             await store.fetch("shard_001")
         elapsed = time.monotonic() - started
     assert elapsed < 30  # the deadline is 3 s; generous for a shared, noisy machine
     message = str(info.value)
-    assert "reading gs://dead/data/shard_001.msgpack" in message
-    assert f"store gs://dead/data at {dead_endpoint}" in message
-    assert "attempts in" in message and "ClientConnectorError" in message
+    assert f"reading {url}/shard_001.msgpack" in message
+    assert location(url, dead_endpoint) in message
+    assert "attempts in" in message and CONNECTION_ERROR[scheme] in message
     assert info.value.attempts > 1 and info.value.__cause__ is not None
     assert isinstance(info.value, TimeoutError | ConnectionError | OSError)
 
 
-@pytest.mark.gcs
 @pytest.mark.parametrize("operation", ["set", "keys", "exists", "delete"])
-async def test_every_store_request_gives_up_clearly(dead_endpoint: str, operation: str) -> None:
+async def test_every_store_request_gives_up_clearly(scheme: str, dead_endpoint: str, operation: str) -> None:
     policy = RetryPolicy(attempts=2, initial_backoff=0.05, max_backoff=0.05, request_timeout=5.0, deadline=None)
-    async with AsyncMessagepackStore("gs://dead/data", endpoint_url=dead_endpoint, retry=policy) as store:
+    url = f"{scheme}://dead/data"
+    async with AsyncMessagepackStore(url, endpoint_url=dead_endpoint, retry=policy) as store:
         calls = {
             "set": lambda: store.set(make_shards(1, 2)[0]),
             "keys": store.list_keys,
@@ -168,13 +189,12 @@ async def test_every_store_request_gives_up_clearly(dead_endpoint: str, operatio
         }
         with pytest.raises(StoreUnavailable, match="gave up after 2 attempts") as info:
             await calls[operation]()
-    assert "gs://dead/data" in str(info.value) and dead_endpoint in str(info.value)
+    assert location(url, dead_endpoint) in str(info.value)
 
 
-@pytest.mark.gcs
-async def test_a_csv_store_at_a_dead_endpoint_gives_up_clearly(dead_endpoint: str) -> None:
-    async with AsyncCsvStore("gs://dead/table", endpoint_url=dead_endpoint, retry=SMALL) as store:
-        with pytest.raises(DeadlineExceeded, match=r"reading gs://dead/table/part_0\.csv"):
+async def test_a_csv_store_at_a_dead_endpoint_gives_up_clearly(scheme: str, dead_endpoint: str) -> None:
+    async with AsyncCsvStore(f"{scheme}://dead/table", endpoint_url=dead_endpoint, retry=SMALL) as store:
+        with pytest.raises(DeadlineExceeded, match=rf" {scheme}://dead/table/part_0\.csv \(store "):
             await store.read_head("part_0")
 
 
@@ -191,6 +211,32 @@ async def test_the_default_wiring_leaves_retries_to_the_policy(dead_endpoint: st
         with pytest.raises(StoreUnavailable, match="gave up after 1 attempt in"):
             await store.fetch("shard_001")
         assert time.monotonic() - started < 10  # gcsfs's own retries would sleep 1+2+4+8+16 s
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("s3_server")
+async def test_the_default_s3_wiring_leaves_retries_to_the_policy(dead_endpoint: str) -> None:
+    """botocore tries each request once and s3fs each call once under the policy: one attempt of the default
+    policy against a dead port makes one connection attempt, and its error is the policy's."""
+    async with AsyncMessagepackStore("s3://dead/data", endpoint_url=dead_endpoint) as store:
+        fs = store._fs()
+        assert isinstance(fs, S3FileSystem) and fs.config_kwargs["retries"]["total_max_attempts"] == 1
+        store.retry = ONE_DEFAULT_ATTEMPT
+        for _ in range(2):  # the first also creates botocore's client, which takes a while
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=r"gave up after 1 attempt in .*EndpointConnectionError"):
+                await store.fetch("shard_001")
+        assert time.monotonic() - started < 1  # botocore's own 4 retries back off for seconds
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("s3_server")
+async def test_an_s3_retry_configuration_of_the_users_is_kept(dead_endpoint: str) -> None:
+    own = {"max_attempts": 3, "mode": "standard"}
+    async with AsyncMessagepackStore(
+        "s3://dead/data", endpoint_url=dead_endpoint, config_kwargs={"retries": own}
+    ) as store:
+        assert store._fs().config_kwargs["retries"]["max_attempts"] == 3
 
 
 @pytest.mark.gcs

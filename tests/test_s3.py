@@ -1,11 +1,16 @@
 """s3:// on a real S3-compatible server (moto, on loopback), beyond what the `store_url` parametrisation
 covers: storage options instead of the environment (endpoint, credentials, AWS profile), write_shards, index
-and loaders on both faces through those options, closing the client, and retries against a dead endpoint."""
+and loaders on both faces through those options, closing the client, retries against a dead endpoint (more
+in tests/test_retry.py and tests/test_faults.py), pickling, and squirrel without s3fs installed."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import pickle
+import subprocess
+import sys
+import textwrap
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -14,7 +19,9 @@ import pytest
 import s3fs
 
 from squirrel.aio import AsyncMessagepackLoader, AsyncMessagepackStore
+from squirrel.aio.fs import close_filesystem, open_filesystem
 from squirrel.aio.retry import RetryPolicy
+from squirrel.aio.s3 import S3FileSystem
 from squirrel.bulk import write_shards
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Shard
 from squirrel.errors import StoreUnavailable
@@ -114,3 +121,37 @@ def test_a_store_lists_objects_another_writer_added(s3_url: str) -> None:
     other.pipe(f"{bucket_path}/theirs.msgpack", other.cat(f"{bucket_path}/mine.msgpack"))
     assert list(store.keys()) == ["mine", "theirs"]
     assert [sample.key for sample in store.get("theirs")] == ["s00000", "s00001"]
+
+
+async def test_squirrels_s3_class_is_what_a_store_opens_and_it_pickles(s3_server: S3Server) -> None:
+    fs = open_filesystem("s3", {"endpoint_url": s3_server.url})
+    await close_filesystem(fs)
+    assert type(fs) is S3FileSystem
+    blocking = S3FileSystem(endpoint_url=s3_server.url, skip_instance_cache=True)
+    copy = pickle.loads(pickle.dumps(blocking))
+    assert type(copy) is S3FileSystem and copy.endpoint_url == s3_server.url
+    assert copy.config_kwargs["retries"]["total_max_attempts"] == 1
+
+
+def test_squirrel_imports_and_says_what_to_install_without_s3fs() -> None:
+    """s3fs and botocore are optional: squirrel imports without them, classifies errors without them, leaves
+    s3:// out of the URLs it lists, and an s3:// store's ImportError says to install s3fs."""
+    script = textwrap.dedent(
+        """
+        import sys
+        for name in ("s3fs", "botocore", "aiobotocore"):
+            sys.modules[name] = None  # as if not installed
+        from squirrel.aio import AsyncMessagepackStore
+        from squirrel.aio.retry import is_transient
+        from squirrel.aio.storage_options import supported_schemes
+        assert not is_transient(OSError(5, "i/o")) and is_transient(ConnectionResetError())
+        assert "s3://" not in supported_schemes()
+        try:
+            AsyncMessagepackStore("s3://bucket/store")
+        except ImportError as error:
+            print(error)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "s3fs" in done.stdout

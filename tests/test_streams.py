@@ -343,6 +343,79 @@ def test_zip_index(face: Face, items: list[str]) -> None:
     assert face.collect(face.source(items).zip_index()) == list(enumerate(items))
 
 
+# --- squirrel-core 0.20's conveniences (expected outputs read off squirrel-core 0.20.2 itself) -------------------
+
+
+def test_take_none_is_no_limit_and_shuffle_has_a_default_size(face: Face) -> None:
+    items = list(range(2500))
+    assert face.collect(face.source(items).take(None)) == items
+    shuffled = face.collect(face.source(items).shuffle(seed=3))
+    assert sorted(shuffled) == items and shuffled != items
+    ahead = max(item - position for position, item in enumerate(shuffled))  # items come out at most a buffer early
+    assert 900 < ahead <= 1000  # a 1,000-item buffer
+    assert face.collect(face.source(items).shuffle(0)) == items  # 0 or 1: no shuffle, as in squirrel-core
+    with pytest.raises(ValueError, match="shuffle buffer size must be >= 0, got -1"):
+        face.source(items).shuffle(-1)
+
+
+def test_map_and_async_map_pass_extra_arguments(face: Face) -> None:
+    def scaled(x: int, factor: int, offset: int = 0) -> int:
+        return x * factor + offset
+
+    assert face.collect(face.source([1, 2, 3]).map(scaled, 10, offset=1)) == [11, 21, 31]
+    assert face.collect(face.source([1, 2, 3]).async_map(scaled, 2, factor=10)) == [10, 20, 30]
+
+
+def test_zip_index_pads_like_squirrel_core(face: Face) -> None:
+    assert face.collect(face.source(["a", "b"]).zip_index(pad_length=3)) == [("000", "a"), ("001", "b")]
+    assert face.collect(face.source(range(12)).zip_index(pad_length=1))[-1] == ("11", 11)
+
+
+SLIDING_CASES = [  # (options, windows of range(7)): squirrel-core 0.20.2's output for each
+    ({}, [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 6]]),
+    ({"stride": 2}, [[0, 1, 2], [2, 3, 4], [4, 5, 6]]),
+    ({"stride": 2, "drop_last_if_not_full": False}, [[0, 1, 2], [2, 3, 4], [4, 5, 6], [6]]),
+    ({"stride": 3, "drop_last_if_not_full": False, "min_window_size": 2}, [[0, 1, 2], [3, 4, 5]]),
+    (
+        {"drop_last_if_not_full": False, "fill_nan_on_partial": True},
+        [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 6], [5, 6, None], [6, None, None]],
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), SLIDING_CASES)
+def test_sliding_windows_match_squirrel_core(face: Face, options: dict[str, Any], expected: list[Any]) -> None:
+    assert face.collect(face.source(range(7)).sliding(3, **options)) == expected
+
+
+def test_sliding_short_sources_copies_and_bad_sizes(face: Face) -> None:
+    assert face.collect(face.source([0, 1]).sliding(3, drop_last_if_not_full=False)) == [[0, 1]]
+    assert face.collect(face.source([0, 1]).sliding(3, drop_last_if_not_full=False, fill_nan_on_partial=True)) == [
+        [0, 1, None]
+    ]
+    assert face.collect(face.source([0, 1]).sliding(3)) == []
+    assert face.collect(face.source([]).sliding(3, drop_last_if_not_full=False)) == []  # squirrel-core: [None]
+    items = [[0], [1], [2]]
+    shared, copied = (face.collect(face.source(items).sliding(2, deepcopy=deep)) for deep in (False, True))
+    assert shared == copied == [[[0], [1]], [[1], [2]]]
+    assert shared[0][1] is shared[1][0] and copied[0][1] is not copied[1][0]
+    for bad, message in [
+        ({"window_size": 1}, "window_size must be >= 2, got 1"),
+        ({"window_size": 3, "stride": 4}, r"stride must be from 1 to window_size \(3\), got 4"),
+        ({"window_size": 3, "min_window_size": 3}, r"min_window_size must be from 1 to window_size - 1 \(2\), got 3"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            face.source(items).sliding(**bad)
+
+
+@PROPERTY
+@given(items=st.lists(st.integers(), max_size=30), size=st.integers(2, 6), data=st.data())
+def test_sliding_full_windows_are_every_stride_th_slice(face: Face, items: list[int], size: int, data: Any) -> None:
+    stride = data.draw(st.integers(1, size))
+    expected = [items[start : start + size] for start in range(0, len(items) - size + 1, stride)]
+    assert face.collect(face.source(items).sliding(size, stride=stride)) == expected
+
+
 @PROPERTY
 @given(nested=st.lists(st.lists(st.integers(), max_size=5), max_size=20))
 def test_flatten(face: Face, nested: list[list[int]]) -> None:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from squirrel.aio import AsyncMessagepackStore
-from squirrel.aio.fs import filesystem_class_and_options, split_protocol
+from squirrel.aio.fs import filesystem_class_and_options
+from squirrel.aio.storage_options import split_protocol
 from squirrel.bulk import write_shards
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Shard
 from squirrel.errors import StoreChanged

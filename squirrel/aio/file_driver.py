@@ -16,19 +16,26 @@ blocking twin `squirrel.driver.file_driver.FileDriver` gives a plain file object
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import tempfile
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import aiofiles
 
-from squirrel.aio.fs import acquire_filesystem, check_storage_options, is_local, release_filesystem, split_protocol
+from squirrel.aio.fs import acquire_filesystem, is_local, release_filesystem
+from squirrel.aio.storage_options import check_storage_options, split_protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from contextlib import AbstractAsyncContextManager
+    from typing import TypeAlias
 
     from fsspec.asyn import AsyncFileSystem
+
+    Opener: TypeAlias = Callable[[str, str, str | None], Awaitable[Any]]
+    """Opens a staged file: ``await opener(path, mode, encoding)`` gives the file object of a face."""
 
 __all__ = [
     "MODES",
@@ -38,6 +45,8 @@ __all__ = [
     "StagedFile",
     "check_mode",
     "missing_folder_error",
+    "open_aiofile",
+    "open_plain_file",
 ]
 
 MODES = ("rb", "r", "wb", "w", "ab")
@@ -177,8 +186,20 @@ def _new_temp_file(beside: str | None = None) -> str:
     return path
 
 
+async def open_aiofile(path: str, mode: str, encoding: str | None) -> Any:
+    """The staged file at `path` as an aiofiles file object (the async face's)."""
+    opener: Callable[..., Awaitable[Any]] = aiofiles.open  # its stubs want a literal mode
+    return await opener(path, mode, encoding=encoding)
+
+
+async def open_plain_file(path: str, mode: str, encoding: str | None) -> IO[Any]:
+    """The staged file at `path` as a plain file object (the blocking face's: its reads and writes then cost
+    no trip to the IO loop). Opening a local file does not wait on anything worth a thread hop."""
+    return open(path, mode, encoding=encoding)  # noqa: ASYNC230  # the caller's `with` closes it
+
+
 class FileDriverBase:
-    """What the async and the blocking file drivers share: the url, the storage options, and staging."""
+    """The url, the storage options and `get_store`, shared by the async and the blocking file drivers."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         """Remember `url` and gcsfs-style `storage_options`; `ValueError` for an unsupported url or a bad
@@ -192,38 +213,40 @@ class FileDriverBase:
         """``FileDriver('gs://bucket/model.pt')``."""
         return f"{type(self).__name__}({self.url!r})"
 
-    def _staged(self, mode: str, create_if_not_exists: bool) -> StagedFile:
-        """A `StagedFile` for this url; `ValueError` listing `MODES` for an unknown `mode`."""
-        return StagedFile(self.url, mode, create_if_not_exists, self.storage_options)
+    def _file(self, mode: str, create_if_not_exists: bool, opener: Opener) -> AsyncFile:
+        """The `AsyncFile` for this url; `ValueError` listing `MODES` for an unknown `mode`."""
+        return AsyncFile(StagedFile(self.url, mode, create_if_not_exists, self.storage_options), opener)
 
 
 class AsyncFileDriver(FileDriverBase):
     """One file at `url` on any fsspec filesystem, opened with ``async with driver.get_store(mode) as f``."""
 
-    def get_store(self, mode: str = "rb", create_if_not_exists: bool = False) -> AsyncFile:
-        """An async context manager giving the file opened in `mode` (one of `MODES`) as an aiofiles object.
+    def get_store(self, mode: str = "rb", create_if_not_exists: bool = False) -> AbstractAsyncContextManager[Any]:
+        """A context manager giving the file opened in `mode` (one of `MODES`): an aiofiles file object here,
+        a plain file object on the blocking face (`squirrel.driver.file_driver.FileDriver`).
 
         `create_if_not_exists` makes missing parent folders of a local file being written (object stores
         need none). Raises `ValueError` for an unknown mode now; on entering the block, `FileNotFoundError`
-        naming the url for a missing file in a read mode, or for a missing local folder to write in.
+        naming the url for a missing file in a read mode, or for a missing local folder to write in. A write
+        lands only when the block exits without an error.
         """
-        return AsyncFile(self._staged(mode, create_if_not_exists))
+        return self._file(mode, create_if_not_exists, open_aiofile)
 
 
 class AsyncFile:
-    """The file of an `AsyncFileDriver`: opened on ``__aenter__``, closed (and a write committed) on exit."""
+    """A staged file: opened (with `opener`) on ``__aenter__``; closed, and a write committed, on exit."""
 
-    def __init__(self, staged: StagedFile) -> None:
+    def __init__(self, staged: StagedFile, opener: Opener) -> None:
         """Wrap `staged`, not yet open."""
         self._staged = staged
+        self._opener = opener
         self._file: Any = None
 
     async def __aenter__(self) -> Any:
-        """Stage the file and open it with aiofiles; raises what `StagedFile.open` raises."""
+        """Stage the file and open it; raises what `StagedFile.open` raises."""
         path = await self._staged.open()
         try:
-            opener: Callable[..., Awaitable[Any]] = aiofiles.open  # its stubs want a literal mode
-            self._file = await opener(path, self._staged.mode, encoding=self._staged.encoding)
+            self._file = await self._opener(path, self._staged.mode, self._staged.encoding)
         except BaseException:
             await self._staged.close(commit=False)
             raise
@@ -234,8 +257,8 @@ class AsyncFile:
         clean = False
         try:
             file, self._file = self._file, None
-            if file is not None:
-                await file.close()
+            if file is not None and inspect.isawaitable(closed := file.close()):
+                await closed
             clean = exc_type is None  # a failed close (a write that did not flush) commits nothing either
         finally:
             await self._staged.close(commit=clean)

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
 
     class _GcsfsBase:
         """What the mixins use of the gcsfs class they are mixed into (gcsfs is untyped): its session and requests."""
@@ -162,17 +163,18 @@ class MissingBucketErrors(_GcsfsBase):
     """
 
     async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super()._pipe_file(path, data, *args, **kwargs)
-        except FileNotFoundError as error:
-            await self._raise_if_bucket_missing(path, error)
-            raise
+        return await self._naming_a_missing_bucket(path, super()._pipe_file(path, data, *args, **kwargs))
 
     async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._naming_a_missing_bucket(rpath, super()._put_file(lpath, rpath, *args, **kwargs))
+
+    async def _naming_a_missing_bucket(self, path: str, write: Awaitable[Any]) -> Any:
+        """``await write`` (a write to `path`), its `FileNotFoundError` replaced by one naming the bucket if
+        that is missing (see `_raise_if_bucket_missing`)."""
         try:
-            return await super()._put_file(lpath, rpath, *args, **kwargs)
+            return await write
         except FileNotFoundError as error:
-            await self._raise_if_bucket_missing(rpath, error)
+            await self._raise_if_bucket_missing(path, error)
             raise
 
     async def _raise_if_bucket_missing(self, path: str, error: FileNotFoundError) -> None:
@@ -239,5 +241,5 @@ def policy_retried_class(cls: type) -> type:
 def options_read_from_kwargs(cls: type) -> frozenset[str]:
     """The storage options gcsfs class `cls` reads from its ``**kwargs`` instead of naming them: for the
     extended class, the retry settings of Google's Storage Control API (``retry_timeout`` & co) and
-    ``memmove_max_workers``. `squirrel.aio.fs` accepts them beside the named ones."""
+    ``memmove_max_workers``. `squirrel.aio.storage_options` accepts them beside the named ones."""
     return _OPTIONS_READ_FROM_KWARGS.get(cls, frozenset())

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Pass
+from squirrel.aio.releasable import Releasable
 from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
@@ -21,6 +22,7 @@ from squirrel.plan import LoadPlan
 from squirrel.stages import PlannedStage
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import AsyncIterator, Iterable
 
     from squirrel.codec.csv import Dtypes
@@ -41,14 +43,23 @@ async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetr
     """A pass of `plan` over `store`: the store's keys are listed (or read from its index) unless the
     plan names them, and this reader's share is taken in fetch order.
 
+    With the plan's cache (remote stores only), objects are read through it, matched against what the
+    store's index (or the listing) says they hold now: see `squirrel.aio.shard_cache`.
+
     `FileNotFoundError` (see `IndexedStore.nothing_to_read`) when the store holds no object at all, unless
     the plan allows an empty store: a typo'd url, a missing ``gs://`` or the wrong driver or compression
     must not read as zero samples.
     """
-    stored = [] if plan.key_iterator is not None or plan.index_counts is not None else await store.list_keys()
-    if not stored and plan.key_iterator is None and plan.index_counts is None and not plan.allow_empty:
+    named = plan.key_iterator is not None or plan.index_counts is not None
+    cache = store._shard_cache(plan.cache_dir, plan.cache_limit)
+    if cache is None:
+        source, stored = store._cached_source(None), [] if named else await store.list_keys()
+    else:
+        expected = await store._expectations(listing=not named)
+        source, stored = store._cached_source(cache, expected), [] if named else sorted(expected or ())
+    if not stored and not named and not plan.allow_empty:
         raise await store.nothing_to_read()
-    return Pass(store, plan, metrics, plan.reader_keys(stored))
+    return Pass(source, plan, metrics, plan.reader_keys(stored))
 
 
 async def quota(store: AsyncRecordStore, plan: LoadPlan) -> int | None:
@@ -110,7 +121,7 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable):
             yield sample
 
 
-class AsyncRecordLoader:
+class AsyncRecordLoader(Releasable):
     """Streams the samples of a record store; the base of every loader of a store of objects.
 
     Args:
@@ -147,12 +158,6 @@ class AsyncRecordLoader:
         """Release the store's filesystem on the running loop."""
         await self._store.aclose()
 
-    async def __aenter__(self) -> AsyncRecordLoader:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     @named_for_caller
     def get_iter(
         self,
@@ -170,6 +175,8 @@ class AsyncRecordLoader:
         on_error: str = "raise",
         equalize: str | None = None,
         allow_empty: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_limit: int | None = None,
     ) -> AsyncLoaderStream:
         """Every sample of the store (or of the objects in `key_iterator`) as a re-iterable stream.
 
@@ -192,10 +199,18 @@ class AsyncRecordLoader:
             allow_empty: read a store that holds no object as empty. By default, a pass that finds
                 nothing raises `FileNotFoundError` naming the url, the suffix looked for and what the
                 url holds instead (a typo'd path, a missing ``gs://``, the wrong driver or compression).
+            cache_dir, cache_limit: cache the objects read from an object store (gs://, s3://) in this
+                local folder, at most `cache_limit` bytes on disk, least recently used evicted first: later
+                epochs read them from local disk. Safe to share between DataLoader workers and processes;
+                an entry is served only while it matches the store's index (size, crc32c) or, without
+                one, the object's size and version (see `squirrel.aio.shard_cache`). Local disk and
+                memory:// are read in place: the cache does nothing there. None: the store's own options.
 
-        Raises `ValueError` for a knob out of range and `TypeError` for an unknown one (with the closest
-        name), checked here; listing and reading errors are raised when the stream is iterated.
+        Raises `ValueError` for a knob out of range (a cache without a positive `cache_limit`, or for a csv
+        store, which streams objects in chunks) and `TypeError` for an unknown one (with the closest name),
+        checked here; listing and reading errors are raised when the stream is iterated.
         """
+        cache_dir, cache_limit = self._store._cache_options(cache_dir, cache_limit)
         plan = LoadPlan(
             key_iterator=list(key_iterator) if key_iterator is not None else None,
             max_concurrency=max_concurrency or self.default_max_concurrency,
@@ -211,6 +226,8 @@ class AsyncRecordLoader:
             on_error=on_error,
             equalize=equalize,
             allow_empty=allow_empty,
+            cache_dir=cache_dir,
+            cache_limit=cache_limit,
         )
         return AsyncLoaderStream(self._store, plan)
 

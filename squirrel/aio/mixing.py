@@ -13,7 +13,7 @@ from squirrel.aio.stream import AsyncComposable
 from squirrel.mixing import MixCursor, MixedStage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+    from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 __all__ = ["AsyncMixedStream", "mix"]
 
@@ -44,17 +44,6 @@ class AsyncMixedStream(MixedStage, AsyncComposable):
     streams have no hook to pass over them without reading.
     """
 
-    def __init__(
-        self,
-        sources: Sequence[Iterable[Any] | AsyncIterable[Any]],
-        weights: Sequence[float] | None = None,
-        seed: int | str | None = None,
-        stop: str = "first",
-        mode: str = "sample",
-    ) -> None:
-        super().__init__(None)
-        self._configure(sources, weights, seed, stop, mode)
-
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._items(self._start())
 
@@ -77,13 +66,7 @@ class AsyncMixedStream(MixedStage, AsyncComposable):
                 await close(iterator)
 
 
-def mix(
-    sources: Sequence[Iterable[Any] | AsyncIterable[Any]],
-    weights: Sequence[float] | None = None,
-    seed: int | str | None = None,
-    stop: str = "first",
-    mode: str = "sample",
-) -> AsyncMixedStream:
-    """The items of async `sources` (or iterables) mixed into one stream: the async twin of
-    `squirrel.iterstream.mixing.mix`, with the same arguments, draw, stop rules, state and errors."""
-    return AsyncMixedStream(sources, weights, seed, stop, mode)
+mix = AsyncMixedStream
+"""``mix(sources, weights=None, seed=None, stop="first", mode="sample")``: the items of async `sources` (or
+iterables) mixed into one stream, an `AsyncMixedStream`: the async twin of `squirrel.iterstream.mixing.mix`,
+with the same arguments, draw, stop rules, state and errors."""

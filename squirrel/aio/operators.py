@@ -12,28 +12,29 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from squirrel.aio.executors import call, is_async_callable
-from squirrel.batching import Batcher
 from squirrel.markers import DONE, Failure
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
-from squirrel.order import ShuffleBuffer, make_rng
+
+if TYPE_CHECKING:
+    from squirrel.batching import Grouper
 
 __all__ = [
     "async_map_items",
-    "batched_items",
     "close",
     "closing",
     "filter_items",
     "flatten_items",
+    "grouped_items",
     "iterate",
     "map_items",
     "monitor_items",
     "prefetch_items",
-    "shuffle_items",
     "take_items",
+    "tqdm_items",
     "uninterrupted",
     "zip_index_items",
 ]
@@ -198,41 +199,31 @@ async def prefetch_items(source: AsyncIterator[Any], size: int) -> AsyncIterator
             await close(source)
 
 
-async def _through(source: AsyncIterator[Any], buffer: Batcher[Any] | ShuffleBuffer[Any]) -> AsyncIterator[Any]:
-    """What `buffer` releases as the items of `source` go in, then what it still holds."""
+async def grouped_items(source: AsyncIterator[Any], new_grouper: Callable[[], Grouper[Any]]) -> AsyncIterator[Any]:
+    """What a fresh ``new_grouper()`` (a batcher, sliding window or shuffle buffer) releases as the items of
+    `source` go in, then what it still holds."""
+    grouper = new_grouper()
     try:
         async for item in source:
-            for released in buffer.push(item):
+            for released in grouper.push(item):
                 yield released
     finally:
         await close(source)
-    for released in buffer.drain():
+    for released in grouper.drain():
         yield released
 
 
-def batched_items(
-    source: AsyncIterator[Any], size: int, drop_last_if_not_full: bool, collation_fn: Callable[[list[Any]], Any] | None
-) -> AsyncIterator[Any]:
-    """Lists of `size` items (the last one shorter unless dropped), optionally collated."""
-    return _through(source, Batcher(size, drop_last_if_not_full, collation_fn))
-
-
-def shuffle_items(source: AsyncIterator[Any], size: int, seed: int | str | None) -> AsyncIterator[Any]:
-    """Items in an order shuffled within a buffer of `size`; the same seed gives the same order."""
-    return _through(source, ShuffleBuffer(size, make_rng(seed, "shuffle")))
-
-
-async def take_items(source: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:
-    """The first `n` items; stops pulling from the source after them."""
-    if n <= 0:
-        return
+async def take_items(source: AsyncIterator[Any], n: int | None) -> AsyncIterator[Any]:
+    """The first `n` items (all when None); stops pulling from the source after them."""
     count = 0
     try:
-        async for item in source:
+        while n is None or count < n:
+            try:
+                item = await anext(source)
+            except StopAsyncIteration:
+                return
             yield item
             count += 1
-            if count >= n:
-                return
     finally:
         await close(source)
 
@@ -251,12 +242,25 @@ async def flatten_items(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         await close(source)
 
 
-async def zip_index_items(source: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
-    """``(index, item)`` pairs, counting from 0."""
+async def tqdm_items(source: AsyncIterator[Any], tqdm_kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    """Pass items through, counting them on a ``tqdm.auto.tqdm(**tqdm_kwargs)`` progress bar."""
+    from tqdm.auto import tqdm
+
+    try:
+        with tqdm(**tqdm_kwargs) as bar:
+            async for item in source:
+                bar.update(1)
+                yield item
+    finally:
+        await close(source)
+
+
+async def zip_index_items(source: AsyncIterator[Any], pad_length: int | None) -> AsyncIterator[tuple[int | str, Any]]:
+    """``(index, item)`` pairs, counting from 0; the index a string of at least `pad_length` digits if given."""
     index = 0
     try:
         async for item in source:
-            yield index, item
+            yield (index if pad_length is None else str(index).zfill(pad_length)), item
             index += 1
     finally:
         await close(source)

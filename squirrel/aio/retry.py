@@ -1,12 +1,13 @@
 """Retries for object-store requests: capped exponential backoff with jitter, a per-attempt timeout and an
-overall deadline. Transient failures (timeouts, dropped connections, HTTP 408/429/5xx) are retried;
-permanent ones (missing objects, permissions, bad data) are raised at once.
+overall deadline. Transient failures (timeouts, dropped connections, HTTP 408/429/5xx, S3's throttling)
+are retried; permanent ones (missing objects, permissions, bad data) are raised at once.
 
 `with_retries` is the only retry layer a store request goes through: while it runs a request, the
-filesystems squirrel opens try each HTTP call once (`policy_retries_active`; see `squirrel.aio.gcs`), so
-gcsfs's own retries never multiply the policy's. When retries run out the error is a `StoreUnavailable`
-(a `ConnectionError`), a `StoreTimeout` (also a `TimeoutError`) when the last attempt timed out, or a
-`DeadlineExceeded` when the deadline passed; each names the request and chains the last error.
+filesystems squirrel opens try each HTTP call once (`policy_retries_active`; see `squirrel.aio.gcs` and
+`squirrel.aio.s3`), so gcsfs's, s3fs's and botocore's own retries never multiply the policy's. When retries
+run out the error is a `StoreUnavailable` (a `ConnectionError`), a `StoreTimeout` (also a `TimeoutError`)
+when the last attempt timed out, or a `DeadlineExceeded` when the deadline passed; each names the request
+and chains the last error.
 """
 
 from __future__ import annotations
@@ -40,6 +41,28 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 TRANSIENT_HTTP_CODES = frozenset({408, 429, 500, 502, 503, 504})
+
+TRANSIENT_S3_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+    }
+)
+"""The error codes of S3 (and of the AWS services botocore retries the same way) that say "try again": busy,
+throttled, an internal error, a request that timed out."""
+
+_BOTO_PACKAGES = ("botocore", "aiobotocore")
 
 _policy_retries = contextvars.ContextVar("squirrel_policy_retries", default=False)
 
@@ -91,7 +114,9 @@ NO_RETRY = RetryPolicy(attempts=1, request_timeout=None, deadline=None)
 def is_transient(error: BaseException) -> bool:
     """Whether `error` may go away if the same request is simply tried again.
 
-    An error whose retries already ran out (`StoreUnavailable`) is not: retrying it would nest retries.
+    Knows the errors of the clients under fsspec: aiohttp's and requests', gcsfs's, and botocore's (s3fs's
+    client; see `_boto_transient`). An error whose retries already ran out (`StoreUnavailable`) is not
+    transient: retrying it would nest retries.
     """
     if isinstance(error, StoreUnavailable):
         return False
@@ -99,17 +124,48 @@ def is_transient(error: BaseException) -> bool:
         return False
     if isinstance(error, TimeoutError | ConnectionError):
         return True
+    boto_verdict = _boto_transient(error)
+    if boto_verdict is not None:
+        return boto_verdict
     code = getattr(error, "code", None) or getattr(error, "status", None)
     if isinstance(code, int):
         # gcsfs: an expired token answers 401 "Invalid Credentials" until it is refreshed
         return code in TRANSIENT_HTTP_CODES or (code == 401 and "Invalid Credentials" in str(error))
-    package = type(error).__module__.split(".")[0]
+    package = _package(error)
     if package in ("gcsfs", "google"):
         from gcsfs.retry import is_retriable  # already imported: the error came from there
 
         return bool(is_retriable(error))  # a token refresh failing, a checksum mismatch
     # client-side connection, payload and protocol errors of the HTTP libraries fsspec uses
     return package in ("aiohttp", "requests")
+
+
+def _package(error: BaseException | None) -> str:
+    """The top-level package that defines the type of `error` (``builtins`` for None)."""
+    return type(error).__module__.split(".")[0]
+
+
+def _boto_transient(error: BaseException) -> bool | None:
+    """Whether an error of s3fs's client is transient: a botocore or aiobotocore error, or the `OSError` s3fs
+    makes of a botocore ``ClientError`` (its cause); None for any other error.
+
+    A ``ClientError`` is transient for an HTTP status in `TRANSIENT_HTTP_CODES` or an S3 code in
+    `TRANSIENT_S3_CODES`; any other botocore error when it is about the connection (refused, reset, timed
+    out, closed early) or a response cut short or garbled (throttling S3 endpoints have sent invalid XML).
+    """
+    if _package(error) not in _BOTO_PACKAGES:
+        if not isinstance(error, OSError) or _package(error.__cause__) not in _BOTO_PACKAGES:
+            return None
+        error = error.__cause__  # type: ignore[assignment]  # not None: its package is botocore's
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):  # a ClientError: the service answered with an error
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status in TRANSIENT_HTTP_CODES or response.get("Error", {}).get("Code") in TRANSIENT_S3_CODES
+    # already imported: the error came from there (botocore comes with s3fs, an optional install)
+    from botocore import exceptions, parsers  # type: ignore[import-untyped]
+
+    retried = (exceptions.ConnectionError, exceptions.HTTPClientError, exceptions.IncompleteReadError)
+    return isinstance(error, (*retried, parsers.ResponseParserError))
 
 
 SHORTEST_ATTEMPT = 0.05
@@ -127,8 +183,10 @@ def _describe(error: BaseException, limit: float | None) -> str:
 async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
     """Run ``await request()`` under `policy`; `what` names the request (its URL, say) in the final error.
 
-    Permanent errors are raised unchanged at once. Transient ones are retried; when attempts or time run
-    out, a `StoreUnavailable`, `StoreTimeout` or `DeadlineExceeded` naming `what` is raised from the last.
+    Permanent errors are raised at once, the same object, with a note naming `what` (shown with its
+    traceback: the error of an object store's client seldom names the object). Transient ones are retried;
+    when attempts or time run out, a `StoreUnavailable`, `StoreTimeout` or `DeadlineExceeded` naming `what`
+    is raised from the last.
     """
     started = time.monotonic()
     rng = random.Random()
@@ -155,6 +213,7 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
                     return await request()
             except Exception as error:
                 if not is_transient(error):
+                    error.add_note(f"{what}: not retried (a permanent error)")
                     raise
                 elapsed = time.monotonic() - started
                 tried = f"{attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} s"

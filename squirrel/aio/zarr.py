@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -24,8 +24,10 @@ import zarr.api.asynchronous as zarr_async
 from zarr.storage import FsspecStore
 
 from squirrel.aio.executors import is_async_callable
-from squirrel.aio.fs import LoopFilesystems, check_storage_options, split_protocol
+from squirrel.aio.fs import LoopFilesystems
 from squirrel.aio.operators import closing
+from squirrel.aio.releasable import Releasable
+from squirrel.aio.storage_options import check_storage_options, split_protocol
 from squirrel.aio.stores.record import MAX_CONCURRENT_WRITES
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.errors import EncodeError
@@ -53,7 +55,7 @@ def _access_mode(mode: str) -> AccessModeLiteral:
         raise ValueError(f"zarr mode must be one of {list(_ACCESS_MODES)}, got {mode!r}") from None
 
 
-class AsyncZarrStore:
+class AsyncZarrStore(Releasable):
     """Samples as zarr groups under a root group: ``await store.set(sample)``, ``store.get(key)``, ``keys()``.
 
     Arrays keep dtype and shape (a numpy scalar comes back as a numpy scalar). A group is many objects,
@@ -71,12 +73,6 @@ class AsyncZarrStore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release this store's filesystem on the running loop (closing its session if it was the last user).
@@ -237,7 +233,7 @@ class AsyncZarrLoaderStream(PlannedStage, AsyncComposable):
                 yield result
 
 
-class AsyncZarrLoader:
+class AsyncZarrLoader(Releasable):
     """Reads a zarr hierarchy by top-level key: ``AsyncZarrLoader(url).get_iter(fetcher_func=...)``.
 
     Use it as ``async with AsyncZarrLoader(url) as loader:``, or call `aclose`, to release its filesystem.
@@ -250,12 +246,6 @@ class AsyncZarrLoader:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release the store's filesystem on the running loop (see `AsyncZarrStore.aclose`)."""
@@ -270,7 +260,7 @@ class AsyncZarrLoader:
 
     def get_iter(
         self,
-        fetcher_func: Callable[[Any, str], Awaitable[Any]] = fetch,
+        fetcher_func: Callable[[Any, str], Any] = fetch,
         key_iterator: Iterable[str] | None = None,
         max_concurrency: int = 16,
         prefetch: int = 16,
@@ -282,16 +272,23 @@ class AsyncZarrLoader:
         rank: int | None = None,
         world_size: int | None = None,
     ) -> AsyncZarrLoaderStream:
-        """``await fetcher_func(root, key)`` for each top-level key of the root group, as an async stream.
+        """``fetcher_func(root, key)`` for each top-level key of the root group, as a re-iterable stream.
 
         Args:
-            fetcher_func: a coroutine function of the root `zarr.AsyncGroup` and a key, e.g.
-                ``async def f(g, k): return await (await g.getitem(k)).getitem(...)``; a plain function
-                runs in a thread pool. The default returns the node itself.
+            fetcher_func: a function of the root group and a key. A coroutine function runs on the IO loop
+                and gets the root `zarr.AsyncGroup`, e.g. ``async def f(g, k): return await (await
+                g.getitem(k)).getitem(...)``. A plain function runs in a thread pool: on the blocking face
+                (`ZarrLoader`) it gets the root as a `zarr.Group`, e.g. ``lambda g, k: g[k][:]``; here, the
+                `AsyncGroup`. The default returns the node itself (the lazy array or group). Results keep
+                key order.
             key_iterator: keys to read, in this order; all top-level keys (sorted) when None.
-            max_concurrency: fetcher calls in flight at once.
-            prefetch: results held ready ahead of the consumer.
-            shuffle_key_buffer, seed, epoch, split_by_rank, split_by_worker, rank, world_size: as for
+            max_concurrency: fetcher calls in flight at once (default 16).
+            prefetch: results held ready ahead of the consumer (default 16).
+            shuffle_key_buffer: shuffle the keys within a buffer of this many (default 1: key order).
+            seed, epoch: the shuffle's seed (None: a new order each pass) and epoch (default 0), as for
+                `AsyncRecordLoader.get_iter`.
+            split_by_rank, split_by_worker, rank, world_size: give each DDP rank and DataLoader worker its
+                own share of the keys (default: every reader reads every key), as for
                 `AsyncRecordLoader.get_iter` (keys are planned by `squirrel.plan.LoadPlan`).
 
         `ValueError` here for `max_concurrency` or `prefetch` below 1. While iterating: `FileNotFoundError`

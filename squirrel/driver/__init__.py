@@ -1,6 +1,7 @@
 """The blocking API of the user's document: samples, shards, and a store and a loader for each driver."""
 
 from squirrel.driver.csv import CsvLoader, CsvStore
+from squirrel.driver.file_driver import FileDriver
 from squirrel.driver.jsonl import JsonlLoader, JsonlStore
 from squirrel.driver.loader import RecordLoader
 from squirrel.driver.messagepack import MessagePackDataLoader, MessagepackLoader, MessagepackStore
@@ -11,6 +12,7 @@ from squirrel.sample import Sample, Shard
 __all__ = [
     "CsvLoader",
     "CsvStore",
+    "FileDriver",
     "JsonlLoader",
     "JsonlStore",
     "MessagePackDataLoader",

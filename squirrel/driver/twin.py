@@ -1,25 +1,29 @@
 """How a sync class is the blocking face of its async twin (``self.aio``), one line per member.
 
 `constructor` builds the twin from the same arguments, `shared` reads an attribute of the twin,
-`delegated` calls one of its plain methods, and `blocking` runs one of its coroutine methods on the IO loop
-(`squirrel._runtime.run_sync`). Each keeps the twin's signature and docstring (``functools.wraps``), so
-``help()``, `inspect.signature` and type checkers show them, written once.
+`delegated` calls one of its plain methods (`delegated_stream` one that returns a stream), and `blocking`
+runs one of its coroutine methods on the IO loop (`squirrel._runtime.run_sync`). Each keeps the twin's
+signature and docstring (``functools.wraps``), so ``help()``, `inspect.signature` and type checkers show
+them, written once.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from squirrel._runtime import run_sync
+from squirrel.arguments import check_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["SyncTwin", "blocking", "blocking_function", "constructor", "delegated", "shared"]
+__all__ = ["SyncTwin", "blocking", "blocking_function", "constructor", "delegated", "delegated_stream", "shared"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class shared(Generic[T]):
@@ -72,6 +76,29 @@ def delegated(method: Callable[Concatenate[Any, P], T]) -> Callable[Concatenate[
         return result
 
     functools.update_wrapper(call, method)
+    return call
+
+
+def delegated_stream(
+    method: Callable[Concatenate[Any, P], A], wrap: Callable[[A], T]
+) -> Callable[Concatenate[Any, P], T]:
+    """A method that calls the async twin's method of the same name, which returns an async stream, and
+    returns ``wrap(stream)``, the stream's blocking face. The arguments are the twin's, checked by it; one
+    that does not fit raises a `TypeError` naming this class's method."""
+    name = method.__name__
+
+    def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            stream = getattr(self.aio, name)(*args, **kwargs)
+        except TypeError:
+            check_call(self, method, args, kwargs)  # the error names the sync class, not its twin
+            raise
+        return wrap(stream)
+
+    functools.update_wrapper(call, method)
+    call.__signature__ = inspect.signature(method).replace(  # type: ignore[attr-defined]
+        return_annotation=inspect.signature(wrap).return_annotation
+    )
     return call
 
 

@@ -31,14 +31,15 @@ import zarr.core.sync as zarr_sync
 
 from squirrel._runtime import io_loop, io_thread, iterate, run_sync
 from squirrel.aio.zarr import AsyncZarrLoader, AsyncZarrLoaderStream, AsyncZarrStore
+from squirrel.aio.zarr import fetch as fetch_async
 from squirrel.driver.loader import handover_capacity
-from squirrel.driver.twin import SyncTwin, constructor, shared
+from squirrel.driver.twin import SyncTwin, constructor, delegated_stream, shared
 from squirrel.iterstream.base import Composable
 from squirrel.stages import PlannedStage
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable, Coroutine, Iterable, Iterator
+    from collections.abc import Coroutine, Iterator
 
     from squirrel.metrics import LoaderMetrics
     from squirrel.plan import LoadPlan
@@ -169,6 +170,13 @@ class ZarrLoaderStream(PlannedStage, Composable):
         return iterate(self.aio.__aiter__, capacity=handover_capacity(self.aio.plan.prefetch))
 
 
+def _blocking_stream(stream: AsyncZarrLoaderStream) -> ZarrLoaderStream:
+    """The blocking face of `stream`: a plain fetcher gets the root as a `zarr.Group` (zarr's blocking API), and
+    the default fetcher returns blocking nodes (`fetch`)."""
+    fetcher = fetch if stream.fetcher is fetch_async else stream.fetcher
+    return ZarrLoaderStream(AsyncZarrLoaderStream(stream.store, fetcher, stream.plan, root_face=zarr.Group))
+
+
 class ZarrLoader(SyncTwin):
     """Reads a zarr hierarchy by top-level key: ``ZarrLoader(url).get_iter(fetcher_func=fetcher)``.
 
@@ -194,47 +202,4 @@ class ZarrLoader(SyncTwin):
         """
         return zarr.Group(_run(self.aio.get_store(mode)))
 
-    def get_iter(
-        self,
-        fetcher_func: Callable[[zarr.Group, str], Any] = fetch,
-        key_iterator: Iterable[str] | None = None,
-        max_concurrency: int = 16,
-        prefetch: int = 16,
-        shuffle_key_buffer: int = 1,
-        seed: int | str | None = None,
-        epoch: int = 0,
-        split_by_rank: bool = False,
-        split_by_worker: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> ZarrLoaderStream:
-        """``fetcher_func(root, key)`` for each top-level key of the root group, as a re-iterable stream.
-
-        Args:
-            fetcher_func: a function of the root `zarr.Group` and a key, e.g. ``lambda g, k: g[k][:]``;
-                calls run in a thread pool, `max_concurrency` at once, results kept in key order. (A
-                coroutine function runs on the IO loop instead, where blocking calls cannot: it gets the
-                root `zarr.AsyncGroup`.)
-            key_iterator: keys to read, in this order; all top-level keys (sorted) when None.
-            max_concurrency: fetcher calls in flight at once.
-            prefetch: results held ready ahead of the consumer.
-            shuffle_key_buffer, seed, epoch, split_by_rank, split_by_worker, rank, world_size: as for
-                `RecordLoader.get_iter` (keys are planned by `squirrel.plan.LoadPlan`).
-
-        `ValueError` here for `max_concurrency` or `prefetch` below 1. While iterating: `FileNotFoundError`
-        if there is no root group, and whatever the fetcher raises, at its key.
-        """
-        plan = self.aio.get_iter(
-            fetcher_func,
-            key_iterator,
-            max_concurrency,
-            prefetch,
-            shuffle_key_buffer,
-            seed,
-            epoch,
-            split_by_rank,
-            split_by_worker,
-            rank,
-            world_size,
-        ).plan
-        return ZarrLoaderStream(AsyncZarrLoaderStream(self.aio.store, fetcher_func, plan, root_face=zarr.Group))
+    get_iter = delegated_stream(AsyncZarrLoader.get_iter, _blocking_stream)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from squirrel.chain import Chain
 from squirrel.iterstream import operators as ops
 from squirrel.splits import current_split
-from squirrel.stages import Stage
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = ["Composable", "IterableSource"]
 
-C = TypeVar("C", bound="Composable")
 
-
-class Composable(Stage):
+class Composable(Chain["Composable"]):
     """Base of every sync stream. Subclass it and override `__iter__` to write your own stage.
 
     Every stage answers the same questions about the chain above it, by asking its `source` (a stage
@@ -28,6 +29,8 @@ class Composable(Stage):
     `replay_problems` and `resumed`. That is how `to_torch_iterable` and `monitor` learn about the
     loader at the top, without looking for attributes.
     """
+
+    _operators: ClassVar[ModuleType] = ops
 
     def __init__(self, source: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> None:
         self.source = source
@@ -53,79 +56,13 @@ class Composable(Stage):
             source = source()
         return iter(source)
 
-    def _then(self, operator: Callable[..., Iterator[Any]], *args: Any) -> Composable:
-        return _Stage(self, operator, args)
-
-    def map(self, fn: Callable[[Any], Any]) -> Composable:
-        """Apply `fn` to each item, in this thread, in order."""
-        return _Map(self, ops.map_items, (fn,))
-
-    def filter(self, predicate: Callable[[Any], Any]) -> Composable:
-        """Keep items for which `predicate` is true."""
-        return self._then(ops.filter_items, predicate)
-
-    def async_map(
-        self,
-        fn: Callable[[Any], Any],
-        max_concurrency: int = 16,
-        ordered: bool = True,
-        executor: Any | None = None,
+    def _then(
+        self, operator: Callable[..., Iterator[Any]], *args: Any, keeps_positions: bool = False, unseeded: str = ""
     ) -> Composable:
-        """Apply `fn` to many items at once, never more than `max_concurrency` in flight.
+        return _Stage(self, operator, args, keeps_positions, unseeded)
 
-        Plain functions run in a thread pool or on `executor` (``ThreadPoolExecutor``,
-        ``ProcessPoolExecutor``, a ``dask.distributed.Client``); coroutine functions on the IO loop.
-        Results come in source order unless `ordered` is False (then in completion order).
-        """
-        return self._then(ops.async_map_items, fn, max_concurrency, ordered, executor)
-
-    def prefetch(self, size: int) -> Composable:
-        """Compute up to `size` items ahead of the consumer in a background thread."""
-        return self._then(ops.prefetch_items, size)
-
-    def batched(
-        self,
-        batchsize: int,
-        drop_last_if_not_full: bool = False,
-        collation_fn: Callable[[list[Any]], Any] | None = None,
-    ) -> Composable:
-        """Group items into lists of `batchsize` (the last may be shorter unless dropped), then collate."""
-        return self._then(ops.batched_items, batchsize, drop_last_if_not_full, collation_fn)
-
-    def shuffle(self, size: int, seed: int | str | None = None) -> Composable:
-        """Shuffle within a buffer of `size` items; the same `seed` gives the same order."""
-        return _Shuffle(self, ops.shuffle_items, (size, seed))
-
-    def take(self, n: int) -> Composable:
-        """Only the first `n` items."""
-        return self._then(ops.take_items, n)
-
-    def loop(self, n: int | None = None) -> Composable:
-        """Iterate the stream `n` times over (forever when None); the source must be re-iterable.
-
-        A pass that yields nothing ends the loop: looping an empty source (or a rank's empty share of a
-        store) would otherwise spin, re-listing the store thousands of times a second.
-        """
+    def _loop(self, n: int | None) -> Composable:
         return _Loop(self, n)
-
-    def flatten(self) -> Composable:
-        """Yield the elements of each item."""
-        return self._then(ops.flatten_items)
-
-    def zip_index(self) -> Composable:
-        """Yield ``(index, item)`` pairs."""
-        return self._then(ops.zip_index_items)
-
-    def monitor(self, callback: Callable[[dict[str, Any]], Any], every: float = 10.0) -> Composable:
-        """Call `callback` every `every` seconds and at the end with items, items/s and, from upstream
-        loaders, bytes and bytes/s fetched, fetches in flight and objects skipped.
-        `squirrel.metrics.log_metrics` is a ready callback that logs them.
-        """
-        return self._then(ops.monitor_items, callback, every, self.loader_metrics())
-
-    def tqdm(self, **tqdm_kwargs: Any) -> Composable:
-        """Show a tqdm progress bar while iterating."""
-        return _Tqdm(self, tqdm_kwargs)
 
     def split_by_rank_pytorch(self, rank: int | None = None, world_size: int | None = None) -> Composable:
         """Keep every `world_size`-th item from `rank` (from torch.distributed, the arguments or RANK/WORLD_SIZE).
@@ -147,12 +84,6 @@ class Composable(Stage):
 
         return TorchIterable(self)
 
-    def compose(self, constructor: Callable[..., C], *args: Any, **kwargs: Any) -> C:
-        """Append a stage of your own: ``constructor(*args, **kwargs)`` with this stream as its source."""
-        stage = constructor(*args, **kwargs)
-        stage.source = self
-        return stage
-
     def collect(self) -> list[Any]:
         """Iterate to the end and return every item in a list."""
         return list(self)
@@ -168,26 +99,33 @@ class IterableSource(Composable):
 
 
 class _Stage(Composable):
-    def __init__(self, source: Composable, operator: Callable[..., Iterator[Any]], args: tuple[Any, ...]) -> None:
+    """An operator over the upstream stage's iterator, with what resume needs to know of it (`Chain._then`)."""
+
+    def __init__(
+        self,
+        source: Composable,
+        operator: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        keeps_positions: bool,
+        unseeded: str,
+    ) -> None:
         super().__init__(source)
         self.upstream = source
         self.operator = operator
         self.args = args
+        self.keeps_positions = keeps_positions
+        self.unseeded = unseeded
 
     def __iter__(self) -> Iterator[Any]:
         return self.operator(iter(self.upstream), *self.args)
 
-
-class _Map(_Stage):
     def resumed(self, skip: int) -> Iterator[Any]:
-        return map(self.args[0], self.upstream.resumed(skip))  # a map keeps positions: skip upstream
+        if self.keeps_positions:  # item i out is item i in: the upstream skips (a loader without reading)
+            return self.operator(self.upstream.resumed(skip), *self.args)
+        return super().resumed(skip)
 
-
-class _Shuffle(_Stage):
     def replay_problems(self) -> list[str]:
-        size, seed = self.args
-        own = [f".shuffle({size}) without seed="] if size > 1 and seed is None else []
-        return own + self.upstream.replay_problems()
+        return ([self.unseeded] if self.unseeded else []) + self.upstream.replay_problems()
 
 
 class _ItemSplit(Composable):
@@ -224,19 +162,3 @@ class _Loop(Composable):
             if empty:  # another pass would yield nothing either: looping on would spin (or flood a store)
                 return
             done += 1
-
-
-class _Tqdm(Composable):
-    source: Composable
-
-    def __init__(self, source: Composable, tqdm_kwargs: dict[str, Any]) -> None:
-        super().__init__(source)
-        self.tqdm_kwargs = tqdm_kwargs
-
-    def __iter__(self) -> Iterator[Any]:
-        from tqdm.auto import tqdm
-
-        with tqdm(**self.tqdm_kwargs) as bar:
-            for item in self.source:
-                bar.update(1)
-                yield item

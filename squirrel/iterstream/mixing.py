@@ -16,7 +16,7 @@ from squirrel.iterstream.base import Composable
 from squirrel.mixing import MixCursor, MixedStage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator
 
 __all__ = ["MixedStream", "mix"]
 
@@ -40,17 +40,6 @@ def _close(iterators: dict[int, Iterator[Any]]) -> None:
 
 class MixedStream(MixedStage, Composable):
     """Several sync streams (or re-iterable iterables) mixed into one; see `mix`."""
-
-    def __init__(
-        self,
-        sources: Sequence[Iterable[Any]],
-        weights: Sequence[float] | None = None,
-        seed: int | str | None = None,
-        stop: str = "first",
-        mode: str = "sample",
-    ) -> None:
-        super().__init__(None)
-        self._configure(sources, weights, seed, stop, mode)
 
     def replay_problems(self) -> list[str]:
         """Why a pass could not be replayed exactly: an unseeded draw, or a source's unseeded shuffle."""
@@ -111,28 +100,6 @@ class MixedStream(MixedStage, Composable):
             _close(opened)
 
 
-def mix(
-    sources: Sequence[Iterable[Any]],
-    weights: Sequence[float] | None = None,
-    seed: int | str | None = None,
-    stop: str = "first",
-    mode: str = "sample",
-) -> MixedStream:
-    """The items of `sources` mixed into one stream, drawn by `weights` (equal when None).
-
-    Args:
-        sources: sync streams (a loader's ``get_iter(split_by_rank=True, ...)``, each split on its own) or
-            re-iterable iterables.
-        weights: one non-negative weight per source, not all zero; the share of items each gives.
-        seed: fixes the draw, with the epoch (`set_epoch` sets it here and on every source); None draws
-            anew each pass, and such a mix cannot be saved or resumed.
-        stop: "first" ends when a drawn source has run out; "all" goes on with the others (their weights
-            renormalised) until every source of positive weight has run out; "never" starts an exhausted
-            source's next pass (a pass that yields nothing raises `ValueError`).
-        mode: "sample" draws each item's source by weight; "round_robin" takes the sources in turn (no
-            weights).
-
-    `state_dict()` / `load_state_dict()` resume a pass exactly where it was. Raises `ValueError` for bad
-    weights, `stop` or `mode`.
-    """
-    return MixedStream(sources, weights, seed, stop, mode)
+mix = MixedStream
+"""``mix(sources, weights=None, seed=None, stop="first", mode="sample")``: the items of `sources` mixed into one
+stream, a `MixedStream` (see its ``__init__`` for the arguments)."""

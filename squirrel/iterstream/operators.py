@@ -19,26 +19,26 @@ from typing import TYPE_CHECKING, Any
 
 from squirrel._runtime import io_loop, run_sync
 from squirrel.aio.executors import is_async_callable
-from squirrel.batching import Batcher
 from squirrel.markers import DONE, Failure
 from squirrel.metrics import LoaderMetrics
 from squirrel.metrics import report as metrics_report
-from squirrel.order import ShuffleBuffer, make_rng
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
+    from squirrel.batching import Grouper
+
 __all__ = [
     "as_concurrent_future",
     "async_map_items",
-    "batched_items",
     "filter_items",
     "flatten_items",
+    "grouped_items",
     "map_items",
     "monitor_items",
     "prefetch_items",
-    "shuffle_items",
     "take_items",
+    "tqdm_items",
     "zip_index_items",
 ]
 
@@ -269,26 +269,20 @@ def prefetch_items(source: Iterator[Any], size: int) -> Iterator[Any]:
         producer.join()
 
 
-def batched_items(
-    source: Iterator[Any], size: int, drop_last_if_not_full: bool, collation_fn: Callable[[list[Any]], Any] | None
-) -> Iterator[Any]:
-    """Lists of `size` items (the last one shorter unless dropped), optionally collated."""
-    batcher = Batcher(size, drop_last_if_not_full, collation_fn)
+def grouped_items(source: Iterator[Any], new_grouper: Callable[[], Grouper[Any]]) -> Iterator[Any]:
+    """What a fresh ``new_grouper()`` (a batcher, sliding window or shuffle buffer) releases as the items of
+    `source` go in, then what it still holds."""
+    grouper = new_grouper()
     for item in source:
-        yield from batcher.push(item)
-    yield from batcher.drain()
+        yield from grouper.push(item)
+    yield from grouper.drain()
 
 
-def shuffle_items(source: Iterator[Any], size: int, seed: int | str | None) -> Iterator[Any]:
-    """Items shuffled within a buffer of `size`; the same seed gives the same order."""
-    buffer: ShuffleBuffer[Any] = ShuffleBuffer(size, make_rng(seed, "shuffle"))
-    for item in source:
-        yield from buffer.push(item)
-    yield from buffer.drain()
-
-
-def take_items(source: Iterator[Any], n: int) -> Iterator[Any]:
-    """The first `n` items; stops pulling from the source after them."""
+def take_items(source: Iterator[Any], n: int | None) -> Iterator[Any]:
+    """The first `n` items (all when None); stops pulling from the source after them."""
+    if n is None:
+        yield from source
+        return
     if n <= 0:
         return
     for count, item in enumerate(source, start=1):
@@ -303,9 +297,23 @@ def flatten_items(source: Iterator[Iterable[Any]]) -> Iterator[Any]:
         yield from item
 
 
-def zip_index_items(source: Iterator[Any]) -> Iterator[tuple[int, Any]]:
-    """``(index, item)`` pairs, counting from 0."""
-    yield from enumerate(source)
+def tqdm_items(source: Iterator[Any], tqdm_kwargs: dict[str, Any]) -> Iterator[Any]:
+    """Pass items through, counting them on a ``tqdm.auto.tqdm(**tqdm_kwargs)`` progress bar."""
+    from tqdm.auto import tqdm
+
+    with tqdm(**tqdm_kwargs) as bar:
+        for item in source:
+            bar.update(1)
+            yield item
+
+
+def zip_index_items(source: Iterator[Any], pad_length: int | None) -> Iterator[tuple[int | str, Any]]:
+    """``(index, item)`` pairs, counting from 0; the index a string of at least `pad_length` digits if given."""
+    if pad_length is None:
+        yield from enumerate(source)
+        return
+    for index, item in enumerate(source):
+        yield str(index).zfill(pad_length), item
 
 
 def monitor_items(

@@ -1,4 +1,5 @@
-"""PyTorch integration: a stream as an `IterableDataset` that is safe under workers and DDP ranks.
+"""PyTorch integration: a stream as an `IterableDataset` that is safe under workers and DDP ranks, and
+resumes mid-epoch with torchdata's `StatefulDataLoader` or from batch counts.
 
 torch is an optional extra: this module imports it, nothing else in squirrel does.
 """
@@ -6,6 +7,7 @@ torch is an optional extra: this module imports it, nothing else in squirrel doe
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch.utils.data
@@ -28,6 +30,19 @@ def _require_replayable(stream: Composable) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Position:
+    """Where one reader (a DataLoader worker, or the main process without workers) is in an epoch."""
+
+    epoch: int
+    worker: int
+    workers: int
+    items: int  # of the epoch's pass, skipped ones included
+
+    def as_state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "worker": self.worker, "workers": self.workers, "items": self.items}
+
+
 MAX_WORKERS = 1024
 """Most DataLoader workers a `TorchIterable` tracks (one shared 8-byte slot each)."""
 
@@ -38,8 +53,15 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
     - Refuses to run with several workers or ranks when nothing upstream splits the data (every reader
       would see every sample).
     - `set_epoch(n)` reaches the loader in every worker, persistent workers included.
-    - `state_dict()` / `load_state_dict()` resume mid-epoch with no sample repeated or skipped, for the
-      same seed, epoch, world size and worker count, up to the last batch of the epoch.
+    - Resume mid-epoch with no sample repeated or skipped, for the same seed, world size and worker count,
+      up to the last batch of the epoch, in either of two ways:
+
+      * torchdata's ``StatefulDataLoader`` (``loader.state_dict()`` / ``loader.load_state_dict()``) asks
+        the dataset in each worker (or in the main process without workers) for its own position with a
+        bare ``state_dict()``, and gives each worker its position back with ``load_state_dict``; no batch
+        counts are needed.
+      * With a plain `DataLoader`, ``state_dict(batches_consumed, batch_size, num_workers)`` in the main
+        process works out every worker's position from the batches the loop consumed.
     """
 
     def __init__(self, stream: Composable) -> None:
@@ -50,9 +72,14 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         # Where each worker's iteration ended (items, skipped ones included), -1 while it runs: shared
         # memory, so the main process knows which workers ran out and the DataLoader skipped.
         self._ends = context.Array("q", [-1] * MAX_WORKERS, lock=False)
+        # A loop-level resume (the explicit API): items each worker skips whenever `_resume_epoch` runs.
         self._resume_epoch: int | None = None
         self._skip: dict[int, int] = {}
+        # This reader's position (the process iterating it): the epoch of its pass and the items of the pass
+        # it yielded, skipped ones included; a restored position is used by the next pass only.
+        self._pass_epoch: int | None = None
         self._consumed = 0
+        self._restored: _Position | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Iterate epoch `epoch` next (a new order for a seeded loader); seen by workers too."""
@@ -79,10 +106,27 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         epoch = self._epoch.value
         self.stream.set_epoch(epoch)
         self._ends[worker] = -1
-        return self._items(worker, self._skips(epoch).get(worker, 0))
+        skip = self._start_of_pass(worker, num_workers, epoch)
+        # Set here, not in the generator: a StatefulDataLoader asks for the state before the first batch.
+        self._pass_epoch, self._consumed = epoch, skip
+        return self._items(worker, skip)
+
+    def _start_of_pass(self, worker: int, num_workers: int, epoch: int) -> int:
+        """Items this pass skips: a restored position of this epoch once, else a loop-level resume of it.
+
+        Raises ValueError when the restored position is another reader's (the worker count changed).
+        """
+        restored, self._restored = self._restored, None
+        if restored is None or restored.epoch != epoch:
+            return self._skips(epoch).get(worker, 0)
+        if (restored.worker, restored.workers) != (worker, num_workers):
+            raise ValueError(
+                f"the position of DataLoader worker {restored.worker} of {restored.workers} was restored into "
+                f"worker {worker} of {num_workers}: resume with the worker count the state was saved with"
+            )
+        return restored.items
 
     def _items(self, worker: int, skip: int) -> Iterator[Any]:
-        self._consumed = skip
         for item in self.stream.resumed(skip) if skip else self.stream:
             self._consumed += 1
             yield item
@@ -95,21 +139,29 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
     def state_dict(
         self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0
     ) -> dict[str, Any]:
-        """Where the training loop is, to resume later with `load_state_dict`.
+        """Where iteration is, to resume later with `load_state_dict`.
 
-        Give how many batches the loop consumed in this epoch, and the DataLoader's `batch_size` (None
-        counts as 1) and `num_workers`. A DataLoader takes batches from its workers in turn and passes
-        over a worker once it ran out; each worker records where it ended, so the count is exact to the
-        epoch's last batch (with the DataLoader's default ``in_order=True``). Without `batches_consumed`
-        and without workers, the count of items this dataset yielded is used, which overcounts a batch
-        that failed halfway. A stream that shuffles without a seed cannot be resumed: ValueError.
+        Called bare (as torchdata's ``StatefulDataLoader`` does, in each worker), it returns the position of
+        this reader, the process iterating the dataset: ``{"epoch": e, "worker": w, "workers": k,
+        "items": n}``, the items of epoch `e` that worker `w` of `k` (0 of 1 without workers) yielded so
+        far, or the position restored by `load_state_dict` until the next pass starts. Without workers
+        that is all a plain `DataLoader` loop needs too; it overcounts a batch that failed halfway.
+
+        With a plain `DataLoader` with workers, call it in the main process with how many batches the loop
+        consumed in this epoch, and the DataLoader's `batch_size` (None counts as 1) and `num_workers`. A
+        DataLoader takes batches from its workers in turn and passes over a worker once it ran out; each
+        worker records where it ended, so the count is exact to the epoch's last batch (with the
+        DataLoader's default ``in_order=True``). Returns ``{"epoch": e, "consumed": {worker: items}}``.
+
+        Raises ValueError for a stream that shuffles without a seed (it cannot be resumed), and for
+        `num_workers` without `batches_consumed`.
         """
         _require_replayable(self.stream)
-        epoch = self._epoch.value
         if batches_consumed is None:
             if num_workers:
                 raise ValueError("with DataLoader workers, give batches_consumed (and batch_size)")
-            return {"epoch": epoch, "consumed": {0: self._consumed}}
+            return self._position()
+        epoch = self._epoch.value
         size = batch_size or 1
         readers = range(max(num_workers, 1))
         starts = {w: self._skips(epoch).get(w, 0) for w in readers}
@@ -119,11 +171,32 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         consumed = {w: starts[w] + taken[w] * size for w in readers}
         return {"epoch": epoch, "consumed": {w: min(n, ends[w]) if ends[w] >= 0 else n for w, n in consumed.items()}}
 
+    def _position(self) -> dict[str, int]:
+        """This reader's position: the restored one until a pass starts, else that of its latest pass."""
+        if self._restored is not None:
+            return self._restored.as_state()
+        worker, num_workers = worker_and_num_workers()
+        if self._pass_epoch is None:
+            return _Position(self._epoch.value, worker, num_workers, 0).as_state()
+        return _Position(self._pass_epoch, worker, num_workers, self._consumed).as_state()
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from `state_dict()`: same epoch, and each worker skips what was already consumed."""
+        """Resume from a `state_dict()`: its epoch is set, and the first items already consumed are skipped.
+
+        A reader's position (``{"epoch", "worker", "workers", "items"}``, what ``StatefulDataLoader``
+        restores in each worker) is used by the next pass of the process it is loaded into only; a later
+        pass, even of the same epoch, is whole. That pass raises ValueError if it runs in another worker, or
+        with another worker count, than the position was saved in. A loop-level state (``{"epoch",
+        "consumed"}``, from `state_dict` with `batches_consumed`) makes each worker skip its items whenever
+        the resumed epoch runs. Raises ValueError for a stream that shuffles without a seed.
+        """
         _require_replayable(self.stream)
-        self.set_epoch(int(state["epoch"]))
-        self._resume_epoch = int(state["epoch"])
+        epoch = int(state["epoch"])
+        self.set_epoch(epoch)
+        if "worker" in state:
+            self._restored = _Position(epoch, int(state["worker"]), int(state["workers"]), int(state["items"]))
+            return
+        self._resume_epoch = epoch
         self._skip = {int(w): int(n) for w, n in state["consumed"].items()}
 
 

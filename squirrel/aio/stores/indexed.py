@@ -23,8 +23,9 @@ import weakref
 from collections import Counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from squirrel.aio.fs import gcs_endpoint, is_local
+from squirrel.aio.fs import is_local
 from squirrel.aio.retry import RetryPolicy, with_retries
+from squirrel.aio.storage_options import gcs_endpoint
 from squirrel.aio.stores.layout import format_suffix, reader_of
 from squirrel.aio.stores.local import local_names, write_local_atomically
 from squirrel.aio.stream import AsyncIterableSource

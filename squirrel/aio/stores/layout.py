@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from squirrel.aio.fs import filesystem_class_and_options, split_protocol
+from squirrel.aio.fs import filesystem_class_and_options
+from squirrel.aio.storage_options import split_protocol
 from squirrel.codec.compression import COMPRESSIONS
 from squirrel.index import INDEX_NAME
 from squirrel.sample import validate_key

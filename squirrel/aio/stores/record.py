@@ -11,19 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.aio.fs import (
-    LoopFilesystems,
-    check_storage_options,
-    is_blocking,
-    is_local,
-    reports_missing_deletes,
-    split_protocol,
-)
+from squirrel.aio.fs import LoopFilesystems, is_blocking, is_local
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Fetched, Pass, Rest
+from squirrel.aio.releasable import Releasable
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
+from squirrel.aio.shard_cache import CachedSource, Expected, ShardCache
+from squirrel.aio.storage_options import check_storage_options, reports_missing_deletes, split_protocol
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
 from squirrel.aio.stores.layout import Layout
 from squirrel.aio.stores.local import remove_stale_temp_files, write_local_atomically
@@ -32,7 +28,7 @@ from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_comp
 from squirrel.errors import DecodeError
 from squirrel.index import IndexEntry, describe
 from squirrel.metrics import LoaderMetrics
-from squirrel.plan import LoadPlan
+from squirrel.plan import LoadPlan, check_cache_options
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
@@ -41,6 +37,7 @@ if TYPE_CHECKING:
     from fsspec.asyn import AsyncFileSystem
 
     from squirrel.aio.buffer_pool import BufferPool
+    from squirrel.aio.pipeline import ObjectSource
     from squirrel.codec.base import Buffer
 
 __all__ = ["MAX_CONCURRENT_WRITES", "AsyncRecordStore"]
@@ -72,7 +69,7 @@ MAX_CONCURRENT_WRITES = 64
 """Bound on objects written at once by one `set` (a shard written into a record store)."""
 
 
-class AsyncRecordStore(IndexedStore):
+class AsyncRecordStore(IndexedStore, Releasable):
     """Map-style async access to a folder of samples, one msgpack object per sample.
 
     ``await store.set(sample)``, ``async for s in store.get(key)``, ``async for k in store.keys()``,
@@ -86,10 +83,15 @@ class AsyncRecordStore(IndexedStore):
         verify_checksums: check every object read against the size and crc32c in the store's index
             (`DecodeError` "stale index" on a mismatch).
         retry: the `RetryPolicy` of requests to an object store (local and memory:// are not retried).
+        cache_dir, cache_limit: a local folder caching the objects read from an object store (gs://,
+            s3://), at most `cache_limit` bytes (see `squirrel.aio.shard_cache`): loaders' passes and
+            `get` read them from there once cached. Local disk and memory:// are read in place: there the
+            cache is accepted and does nothing. Stores that stream objects in chunks (csv) cannot cache.
         **storage_options: options of the url's filesystem (``endpoint_url``, ``token``, ...); for gs://,
             squirrel's own ``max_connections=n`` bounds the HTTP connections open at once.
 
-    Raises `ValueError` for an unknown compression or a storage option the filesystem cannot honour.
+    Raises `ValueError` for an unknown compression, a storage option the filesystem cannot honour, or a
+    cache without a positive `cache_limit` (or on a store that cannot cache).
     """
 
     codec: Codec = MessagepackCodec()
@@ -107,14 +109,19 @@ class AsyncRecordStore(IndexedStore):
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
         verify_checksums: bool = False,
         retry: RetryPolicy | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_limit: int | None = None,
         **storage_options: Any,
     ) -> None:
+        self._cache_dir: str | None = None
+        self._cache_limit: int | None = None
         self.compression = check_compression(compression)
         self.max_decompressed_size = max_decompressed_size
         self.verify_checksums = verify_checksums
         self.storage_options = storage_options
         check_storage_options(split_protocol(url)[0], storage_options, url=url, parameters=type(self).__init__)
         self.layout = Layout.of(url, self.codec.suffix + COMPRESSIONS[compression], storage_options)
+        self._cache_dir, self._cache_limit = self._cache_options(cache_dir, cache_limit)
         self.retry = retry or (NO_RETRY if self.layout.protocol in LOCAL_PROTOCOLS else RetryPolicy())
         self._filesystems = LoopFilesystems(self.layout.protocol, storage_options)
         super().__init__()
@@ -131,12 +138,6 @@ class AsyncRecordStore(IndexedStore):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release this store's filesystem on the running loop (closing its session if it was the last user)."""
@@ -157,6 +158,56 @@ class AsyncRecordStore(IndexedStore):
         """How many objects the pipeline reads at once: many from local disk and memory:// (one thread
         hop, several hundred µs on a busy machine, serves them all), one per request from object stores."""
         return self.max_objects_per_read if self.layout.protocol in LOCAL_PROTOCOLS else 1
+
+    # -- the local cache of remote objects (`squirrel.aio.shard_cache`) -------------------------
+
+    def _cache_options(
+        self, cache_dir: str | os.PathLike[str] | None, cache_limit: int | None
+    ) -> tuple[str | None, int | None]:
+        """`cache_dir` and `cache_limit` checked, each None replaced by this store's own (a loader's
+        ``get_iter`` passes its arguments). `ValueError` for a cache without a positive limit, or on a
+        store that streams objects in chunks (csv: its objects are never held whole)."""
+        folder = os.path.expanduser(os.fspath(cache_dir)) if cache_dir is not None else self._cache_dir
+        limit = cache_limit if cache_limit is not None else self._cache_limit
+        check_cache_options(folder, limit)
+        if folder is not None and not self.whole_objects:
+            raise ValueError(
+                f"{type(self).__name__} streams its objects in ranged chunks and cannot cache them "
+                f"(cache_dir={folder!r}): read {self.url} without a cache"
+            )
+        return folder, limit
+
+    def _shard_cache(self, cache_dir: str | None, cache_limit: int | None) -> ShardCache | None:
+        """The cache of this store's objects in `cache_dir`, or None: no folder, or a store on local disk or
+        memory://, which is read in place (a cache would only copy it)."""
+        if cache_dir is None or cache_limit is None or self.layout.protocol in LOCAL_PROTOCOLS:
+            return None
+        return ShardCache(cache_dir, cache_limit)
+
+    async def _expectations(self, listing: bool) -> dict[str, Expected] | None:
+        """What each object holds now, by key, for a cached pass to match its entries against: size and
+        crc32c from the store's index (read anew), else, when `listing`, size and version from a listing
+        (what a pass without an index lists anyway); else None (ask per object: `_expectation`)."""
+        index = await self.read_index()
+        if index is not None:
+            return {entry.key: Expected(entry.size, crc32c=entry.crc32c) for entry in index.entries}
+        if not listing:
+            return None
+        infos = await self._ls_root()
+        names = ((self.layout.key_of(info["name"].rstrip("/").rsplit("/", 1)[-1]), info) for info in infos)
+        return {key: Expected.of_info(info) for key, info in names if key is not None}
+
+    async def _expectation(self, key: str) -> Expected:
+        """The size and version of object `key` now, from one metadata request; `KeyError` if there is none."""
+        try:
+            info = await self._request(self.object_url(key), self._fs()._info, self._object_path(key))
+        except FileNotFoundError:
+            raise self._missing(key) from None
+        return Expected.of_info(info)
+
+    def _cached_source(self, cache: ShardCache | None, expected: dict[str, Expected] | None = None) -> ObjectSource:
+        """This store as a pass reads it: through `cache` when there is one (see `CachedSource`)."""
+        return self if cache is None else CachedSource(self, cache, expected)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -190,7 +241,8 @@ class AsyncRecordStore(IndexedStore):
 
     def object_pass(self, key: str) -> Pass:
         """A pipeline pass over the one object `key`: what `get` streams (and the sync face's `get`)."""
-        return Pass(self, LoadPlan(key_iterator=[key]), LoaderMetrics(), [key])
+        source = self._cached_source(self._shard_cache(self._cache_dir, self._cache_limit))
+        return Pass(source, LoadPlan(key_iterator=[key]), LoaderMetrics(), [key])
 
     async def get(self, key: str) -> AsyncIterator[Sample]:
         """Yield the samples stored under `key` (one for a record store, a shard's worth otherwise), through
@@ -246,12 +298,15 @@ class AsyncRecordStore(IndexedStore):
 
     async def _read_remote(self, key: str) -> Fetched:
         try:
-            data = await self.read_bytes(key)
-            if self.compression is not None:  # inflating releases the GIL: threads use both cores
-                data = await asyncio.to_thread(self.decompress, key, data)
-            return Fetched(key, data)
+            return await self._inflated(key, await self.read_bytes(key))
         except (KeyError, DecodeError) as error:
             return Fetched(key, error=error)
+
+    async def _inflated(self, key: str, data: Buffer) -> Fetched:
+        """Object `key` as the pipeline takes it, from its stored bytes `data` (`DecodeError` if bad)."""
+        if self.compression is not None:  # inflating releases the GIL: threads use both cores
+            data = await asyncio.to_thread(self.decompress, key, data)
+        return Fetched(key, data)
 
     def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
         """Objects of this store are read whole: there is never a rest."""
