@@ -6,7 +6,16 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("read_local", "read_records", "read_gcs", "dataloader", "write_bulk", "write_dask", "compression", "cache")
+BENCHMARKS = (
+    "read_local",
+    "read_records",
+    "read_gcs",
+    "dataloader",
+    "write_bulk",
+    "write_dask",
+    "compression",
+    "cache",
+)
 """Modules of this package with a ``main(argv) -> int``, run in this order."""
 
 
