@@ -1,7 +1,8 @@
 """The one protocol every stream stage follows, on both faces: what a stage answers about the chain above it.
 
 A stage asks its upstream stage (`Stage.upstream_stage`) and adds its own answer where it has one; a stage
-that reads a store with a `LoadPlan` (`PlannedStage`: the loaders' and zarr's streams) answers from its plan.
+that reads a store with a `LoadPlan` (`PlannedStage`: the loaders' and zarr's streams) answers from its plan;
+the blocking face of such a stream (`BlockingPlannedStage`) answers from its async twin's.
 `to_torch_iterable`, `monitor` and resume learn about the loader at the top of a chain this way, without
 looking for attributes.
 """
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from squirrel.metrics import LoaderMetrics
     from squirrel.plan import LoadPlan
 
-__all__ = ["PlannedStage", "Stage"]
+__all__ = ["BlockingPlannedStage", "PlannedStage", "Stage"]
 
 
 class Stage:
@@ -71,3 +72,22 @@ class PlannedStage(Stage):
     def loader_metrics(self) -> list[LoaderMetrics]:
         """This stream's counters (objects, bytes, fetches in flight, skips)."""
         return [self.metrics]
+
+
+class BlockingPlannedStage(PlannedStage):
+    """The blocking face of an async planned stream (`aio`): the same plan and counters, so an epoch set on
+    either face orders the next pass of both."""
+
+    def __init__(self, aio: PlannedStage) -> None:
+        super().__init__(None)
+        self.aio = aio
+
+    @property
+    def plan(self) -> LoadPlan:  # type: ignore[override]  # read-only here: the async stream's plan
+        """The async stream's `squirrel.plan.LoadPlan`."""
+        return self.aio.plan
+
+    @property
+    def metrics(self) -> LoaderMetrics:  # type: ignore[override]  # read-only here: the async stream's
+        """The async stream's counters."""
+        return self.aio.metrics

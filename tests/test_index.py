@@ -301,3 +301,15 @@ def test_deeply_nested_index_in_a_store_is_a_decode_error(store_url: str) -> Non
         with pytest.raises(DecodeError, match="nested deeper than") as error:
             call()
         assert f"{store_url}/{INDEX_NAME}" in str(error.value)
+
+
+def test_write_index_shows_a_bar_with_the_total_when_asked(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`write_index(progress=True)` counts the objects it indexes up to the listing's total (what `squirrel
+    index` shows on a terminal); without it, nothing is printed."""
+    store = MessagepackStore(store_url)
+    for i in range(3):
+        store.set(Shard(make_samples(2, prefix=f"s{i}"), key=f"shard_{i}"))
+    store.write_index()
+    assert capsys.readouterr().err == ""
+    assert store.write_index(progress=True).num_samples == 6
+    assert "3/3" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Pass
 from squirrel.aio.releasable import Releasable
+from squirrel.aio.stores.caching import cache_options, expectations, shard_cache, source_for
 from squirrel.aio.stores.csv import AsyncCsvStore
 from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
@@ -51,12 +52,12 @@ async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetr
     must not read as zero samples.
     """
     named = plan.key_iterator is not None or plan.index_counts is not None
-    cache = store._shard_cache(plan.cache_dir, plan.cache_limit)
+    cache = shard_cache(store, plan.cache_dir, plan.cache_limit)
     if cache is None:
-        source, stored = store._cached_source(None), [] if named else await store.list_keys()
+        source, stored = source_for(store, None), [] if named else await store.list_keys()
     else:
-        expected = await store._expectations(listing=not named)
-        source, stored = store._cached_source(cache, expected), [] if named else sorted(expected or ())
+        expected = await expectations(store, listing=not named)
+        source, stored = source_for(store, cache, expected), [] if named else sorted(expected or ())
     if not stored and not named and not plan.allow_empty:
         raise await store.nothing_to_read()
     return Pass(source, plan, metrics, plan.reader_keys(stored))
@@ -210,7 +211,7 @@ class AsyncRecordLoader(Releasable):
         store, which streams objects in chunks) and `TypeError` for an unknown one (with the closest name),
         checked here; listing and reading errors are raised when the stream is iterated.
         """
-        cache_dir, cache_limit = self._store._cache_options(cache_dir, cache_limit)
+        cache_dir, cache_limit = cache_options(self._store, cache_dir, cache_limit)
         plan = LoadPlan(
             key_iterator=list(key_iterator) if key_iterator is not None else None,
             max_concurrency=max_concurrency or self.default_max_concurrency,

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
 from squirrel._runtime import run_sync
-from squirrel.cli.output import emit, progress_bar
+from squirrel.cli.output import emit, progress_bar, show_progress
 from squirrel.cli.stores import index_command, open_store
 from squirrel.errors import SquirrelError
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
     from squirrel.driver import RecordStore
-    from squirrel.index import Index, IndexEntry
+    from squirrel.index import Index
 
-__all__ = ["build_index", "cmd_index", "describe_objects", "verify_store"]
+__all__ = ["build_index", "cmd_index", "verify_store"]
 
 CONCURRENCY = 16
 """Objects read at once while indexing or verifying."""
@@ -41,37 +39,14 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 
 def build_index(store: RecordStore) -> Index:
-    """Index every object of `store` with a bar over them, write the index and return it.
+    """Write the index of every object of `store`, with a bar over them (`write_index`'s own), and return it.
 
-    The objects are read and described here (so the bar can follow them), then handed to `write_index` as
-    known entries; if any object changed since the listing taken before they were read, the store is
-    indexed again from scratch, so an index never holds what a concurrent writer replaced. The store's
-    `FileNotFoundError` when it holds no object: an index that lists nothing would hide the mistake.
+    The store's `FileNotFoundError` when it holds no object: an index that lists nothing would hide the
+    mistake (a wrong driver or compression lists no object of its suffix).
     """
-    before = run_sync(store.aio._listing())
-    if not before:
+    if not store.list_objects():
         raise run_sync(store.aio.nothing_to_read())
-    with progress_bar(len(before), "object", "indexing") as bar:
-        entries = run_sync(describe_objects(store.aio, sorted(before), bar.update))
-    index = store.write_index(entries)
-    if run_sync(store.aio._listing()) != before:
-        index = store.write_index()
-    return index
-
-
-async def describe_objects(store: Any, keys: list[str], done: Callable[[], object]) -> list[IndexEntry]:
-    """The index entries of the objects `keys` of the async `store`, read and decoded (to count their
-    samples) `CONCURRENCY` at a time; ``done()`` after each. `KeyError` for an object gone meanwhile."""
-    from squirrel.aio.stream import AsyncIterableSource
-    from squirrel.index import describe
-
-    async def entry_of(key: str) -> IndexEntry:
-        data = await store.read_bytes(key)
-        entry = await asyncio.to_thread(lambda: describe(key, data, len(store.decode(key, data))))
-        done()
-        return entry
-
-    return await AsyncIterableSource(keys).async_map(entry_of, max_concurrency=CONCURRENCY).collect()
+    return store.write_index(progress=show_progress())
 
 
 async def verify_store(store: Any) -> list[str]:

@@ -9,25 +9,20 @@ pipeline are the async face's own: only the loop that drives them differs.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel._runtime import iterate, run_sync
-from squirrel.aio.loaders import AsyncRecordLoader, open_pass, quota, replay
-from squirrel.arguments import check_call
+from squirrel.aio.loaders import AsyncLoaderStream, AsyncRecordLoader, open_pass, quota, replay
 from squirrel.driver.record import RecordStore
-from squirrel.driver.twin import SyncTwin, constructor, shared
+from squirrel.driver.twin import SyncTwin, constructor, delegated_stream, shared
 from squirrel.iterstream.base import Composable
-from squirrel.metrics import LoaderMetrics
-from squirrel.stages import PlannedStage
+from squirrel.stages import BlockingPlannedStage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from squirrel.aio.pipeline import Fetched, Pass, Rest
-    from squirrel.aio.stores.record import AsyncRecordStore
     from squirrel.plan import LoadPlan
 
 __all__ = ["LoaderStream", "RecordLoader", "samples_of"]
@@ -67,14 +62,14 @@ def _ordered_chunks(run: Pass) -> Iterator[list[Any]]:
         objects.close()
 
 
-class LoaderStream(PlannedStage, Composable):
-    """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
+class LoaderStream(BlockingPlannedStage, Composable):
+    """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order.
 
-    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
-        super().__init__(None)
-        self.store = store
-        self.plan = plan
-        self.metrics = LoaderMetrics()
+    The blocking face of `AsyncLoaderStream` (`aio`): the same store, plan and counters; each pass runs the
+    async face's pipeline on the IO loop and decodes in this thread (see the module docstring).
+    """
+
+    aio: AsyncLoaderStream
 
     def replay_problems(self) -> list[str]:
         """Why a pass of this stream could not be replayed exactly (an unseeded shuffle), if so."""
@@ -83,7 +78,7 @@ class LoaderStream(PlannedStage, Composable):
         return []
 
     def __iter__(self) -> Iterator[Any]:
-        limit = run_sync(quota(self.store, self.plan)) if self.plan.equalize else None
+        limit = run_sync(quota(self.aio.store, self.plan)) if self.plan.equalize else None
         if limit is None:
             return self.one_pass()
         return itertools.islice(_repeat_passes(self.one_pass), limit)
@@ -91,7 +86,7 @@ class LoaderStream(PlannedStage, Composable):
     def one_pass(self, plan: LoadPlan | None = None) -> Iterator[Any]:
         """One pass over this reader's samples (of `plan`, by default the stream's own)."""
         plan = plan or self.plan
-        return samples_of(run_sync(open_pass(self.store, plan, self.metrics)))
+        return samples_of(run_sync(open_pass(self.aio.store, plan, self.metrics)))
 
     def resumed(self, skip: int) -> Iterator[Any]:
         """This reader's pass without its first `skip` samples, for a resume mid-epoch.
@@ -101,7 +96,7 @@ class LoaderStream(PlannedStage, Composable):
         seed) replays exactly, and only objects that still hold unseen samples are fetched. Otherwise
         (see `LoadPlan.replay`) the skipped samples are read and dropped.
         """
-        plan = run_sync(replay(self.store, self.plan, skip)) if not self.plan.equalize else None
+        plan = run_sync(replay(self.aio.store, self.plan, skip)) if not self.plan.equalize else None
         if plan is None:
             return itertools.islice(iter(self), skip, None)
         return itertools.islice(self.one_pass(plan), skip, None)
@@ -144,15 +139,4 @@ class RecordLoader(SyncTwin):
         """The loader's store, for map-style access (`get`, `set`, `keys`)."""
         return self.store_class.wrapping(self.aio.get_store())
 
-    def get_iter(self, *args: Any, **kwargs: Any) -> LoaderStream:
-        try:
-            stream = self.aio.get_iter(*args, **kwargs)  # the same arguments, checked once, by the async face
-        except TypeError:
-            check_call(self, AsyncRecordLoader.get_iter, args, kwargs)  # the error names this class
-            raise
-        return LoaderStream(stream.store, stream.plan)
-
-    functools.update_wrapper(get_iter, AsyncRecordLoader.get_iter)  # the twin's docstring, written once
-    get_iter.__signature__ = inspect.signature(AsyncRecordLoader.get_iter).replace(  # type: ignore[attr-defined]
-        return_annotation="LoaderStream"
-    )
+    get_iter = delegated_stream(AsyncRecordLoader.get_iter, LoaderStream)

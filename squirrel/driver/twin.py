@@ -83,8 +83,9 @@ def delegated_stream(
     method: Callable[Concatenate[Any, P], A], wrap: Callable[[A], T]
 ) -> Callable[Concatenate[Any, P], T]:
     """A method that calls the async twin's method of the same name, which returns an async stream, and
-    returns ``wrap(stream)``, the stream's blocking face. The arguments are the twin's, checked by it; one
-    that does not fit raises a `TypeError` naming this class's method."""
+    returns ``wrap(stream)``, the stream's blocking face (`wrap`: its class, or a function that builds it).
+    The arguments are the twin's, checked by it; one that does not fit raises a `TypeError` naming this
+    class's method."""
     name = method.__name__
 
     def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -96,9 +97,8 @@ def delegated_stream(
         return wrap(stream)
 
     functools.update_wrapper(call, method)
-    call.__signature__ = inspect.signature(method).replace(  # type: ignore[attr-defined]
-        return_annotation=inspect.signature(wrap).return_annotation
-    )
+    returns = wrap.__name__ if isinstance(wrap, type) else inspect.signature(wrap).return_annotation
+    call.__signature__ = inspect.signature(method).replace(return_annotation=returns)  # type: ignore[attr-defined]
     return call
 
 

@@ -35,14 +35,12 @@ from squirrel.aio.zarr import fetch as fetch_async
 from squirrel.driver.loader import handover_capacity
 from squirrel.driver.twin import SyncTwin, constructor, delegated_stream, shared
 from squirrel.iterstream.base import Composable
-from squirrel.stages import PlannedStage
+from squirrel.stages import BlockingPlannedStage
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Coroutine, Iterator
 
-    from squirrel.metrics import LoaderMetrics
-    from squirrel.plan import LoadPlan
     from squirrel.sample import Sample, Shard
 
 __all__ = ["ZarrLoader", "ZarrLoaderStream", "ZarrStore", "fetch"]
@@ -144,26 +142,14 @@ class ZarrStore(SyncTwin):
         _run(self.aio.set(item))
 
 
-class ZarrLoaderStream(PlannedStage, Composable):
+class ZarrLoaderStream(BlockingPlannedStage, Composable):
     """The stream of `ZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in key order.
 
     Blocking face of `AsyncZarrLoaderStream`: each pass runs it on squirrel's IO loop and hands results
     over to the consuming thread in batches; plain fetchers get the root as a `zarr.Group`.
     """
 
-    def __init__(self, aio: AsyncZarrLoaderStream) -> None:
-        super().__init__(None)
-        self.aio = aio
-
-    @property
-    def plan(self) -> LoadPlan:  # type: ignore[override]  # read-only here: the async stream's plan
-        """The stream's `squirrel.plan.LoadPlan`."""
-        return self.aio.plan
-
-    @property
-    def metrics(self) -> LoaderMetrics:  # type: ignore[override]  # read-only here: the async stream's
-        """The stream's counters."""
-        return self.aio.metrics
+    aio: AsyncZarrLoaderStream
 
     def __iter__(self) -> Iterator[Any]:
         _share_io_loop()  # fetchers call the root's blocking zarr API: it must run on the loop the pass runs on

@@ -23,6 +23,8 @@ import weakref
 from collections import Counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tqdm import tqdm
+
 from squirrel.aio.fs import is_local
 from squirrel.aio.retry import RetryPolicy, with_retries
 from squirrel.aio.storage_options import gcs_endpoint
@@ -152,9 +154,10 @@ class IndexedStore:
     async def list_names(self) -> list[str]:
         """The name of everything directly under the store's root (objects of any format, the index too),
         sorted: what a writer that must not mix with earlier data checks first."""
-        return sorted(info["name"].rstrip("/").rsplit("/", 1)[-1] for info in await self._ls_root())
+        return sorted(info["name"].rstrip("/").rsplit("/", 1)[-1] for info in await self.list_infos())
 
-    async def _ls_root(self) -> list[dict[str, Any]]:
+    async def list_infos(self) -> list[dict[str, Any]]:
+        """The filesystem's details (name, size, version...) of everything directly under the root."""
         fs = self._fs()
         try:
             infos: list[dict[str, Any]] = await self._request(self.layout.url, fs._ls, self.layout.root, detail=True)
@@ -167,7 +170,7 @@ class IndexedStore:
         """(size, version) of every object under the root (or of the keys `only`), by key: the version is
         what the filesystem changes on every write (gs:// generation, local mtime, memory:// creation time)."""
         listing = {}
-        for info in await self._ls_root():
+        for info in await self.list_infos():
             key = self.layout.key_of(info["name"].rstrip("/").rsplit("/", 1)[-1])
             if key is not None and (only is None or key in only):
                 version = info.get("generation") or info.get("mtime") or info.get("created")
@@ -242,7 +245,11 @@ class IndexedStore:
         return index.num_samples
 
     async def write_index(
-        self, known: Iterable[IndexEntry] = (), max_concurrency: int = 16, only: Collection[str] | None = None
+        self,
+        known: Iterable[IndexEntry] = (),
+        max_concurrency: int = 16,
+        only: Collection[str] | None = None,
+        progress: bool = False,
     ) -> Index:
         """Index every object of the store (or the keys `only`), write the index atomically at the root, and
         return it.
@@ -253,18 +260,21 @@ class IndexedStore:
         objects it removes next). The folder is listed again after the index is
         written: if a writer changed the store meanwhile, it indexes again (`INDEX_ATTEMPTS` times in all,
         then removes its index and raises `StoreChanged`, so readers list the store instead of missing a
-        write).
+        write). With `progress`, a tqdm bar on standard error counts the objects indexed, up to the
+        listing's total.
         """
         given = {entry.key: entry for entry in known}
         listing = await self._listing(only)
-        for _ in range(INDEX_ATTEMPTS):
-            index = await self._index_of(listing, given, max_concurrency)
-            await self._write_index_object(dump_index(index))
-            self._index, self._index_read = index, True
-            relisted = await self._listing(only)
-            if relisted == listing:
-                return index
-            listing = relisted
+        with tqdm(unit="object", desc=f"indexing {self.layout.url}", disable=not progress) as bar:
+            for _ in range(INDEX_ATTEMPTS):
+                bar.reset(total=len(listing))
+                index = await self._index_of(listing, given, max_concurrency, bar.update)
+                await self._write_index_object(dump_index(index))
+                self._index, self._index_read = index, True
+                relisted = await self._listing(only)
+                if relisted == listing:
+                    return index
+                listing = relisted
         await self.drop_index()
         raise StoreChanged(
             f"{self.layout.url} kept changing while it was being indexed ({INDEX_ATTEMPTS} attempts): "
@@ -272,14 +282,19 @@ class IndexedStore:
         )
 
     async def _index_of(
-        self, listing: dict[str, tuple[int, object]], given: dict[str, IndexEntry], max_concurrency: int
+        self,
+        listing: dict[str, tuple[int, object]],
+        given: dict[str, IndexEntry],
+        max_concurrency: int,
+        done: Callable[[], object],
     ) -> Index:
         async def entry_of(key: str) -> IndexEntry:
             entry = given.get(key)
-            if entry is not None and entry.size == listing[key][0]:
-                return entry
-            data = await self._read_unverified(key)
-            return await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
+            if entry is None or entry.size != listing[key][0]:
+                data = await self._read_unverified(key)
+                entry = await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
+            done()
+            return entry
 
         entries = await AsyncIterableSource(sorted(listing)).async_map(entry_of, max_concurrency).collect()
         return build_index(self.layout.suffix, self.compression, entries)

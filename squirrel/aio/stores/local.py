@@ -1,4 +1,5 @@
-"""Local-disk specifics of stores: atomic writes by rename, and the cleanup of what killed writers left."""
+"""Local-disk specifics of stores: reads with few system calls, atomic writes by rename, and the cleanup of
+what killed writers left."""
 
 from __future__ import annotations
 
@@ -7,13 +8,47 @@ import os
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 
-__all__ = ["TEMP_SUFFIX", "local_names", "remove_stale_temp_files", "write_local_atomically"]
+if TYPE_CHECKING:
+    from squirrel.aio.buffer_pool import BufferPool
+    from squirrel.codec.base import Buffer
+
+__all__ = [
+    "SMALL_READ_BYTES",
+    "TEMP_SUFFIX",
+    "local_names",
+    "read_local",
+    "remove_stale_temp_files",
+    "write_local_atomically",
+]
 
 TEMP_SUFFIX = ".tmp"
 
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX), re.DOTALL)
 """The exact name `write_local_atomically` gives its temp files: ``.<name>.<32 lowercase hex>.tmp``."""
+
+
+SMALL_READ_BYTES = 256 * 1024
+"""A small object is read with one `os.read` of this size: each system call releases and retakes the GIL,
+which is what reading many small files from threads costs most."""
+
+
+def read_local(path: str, pool: BufferPool | None) -> Buffer:
+    """A local file's bytes: into a recycled buffer of `pool` (large shards), else plainly (small records)."""
+    if pool is not None:
+        return pool.read_file(path)
+    fd = os.open(path, os.O_RDONLY)  # three system calls for a small file (open() makes five or six)
+    try:
+        data = os.read(fd, SMALL_READ_BYTES)
+        if len(data) < SMALL_READ_BYTES:
+            return data
+        parts = [data]
+        while chunk := os.read(fd, SMALL_READ_BYTES):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def write_local_atomically(path: str, data: bytes) -> None:

@@ -18,17 +18,18 @@ from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
-from squirrel.aio.shard_cache import CachedSource, Expected, ShardCache
+from squirrel.aio.shard_cache import Expected
 from squirrel.aio.storage_options import check_storage_options, reports_missing_deletes, split_protocol
+from squirrel.aio.stores.caching import cache_options, shard_cache, source_for
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
 from squirrel.aio.stores.layout import Layout
-from squirrel.aio.stores.local import remove_stale_temp_files, write_local_atomically
+from squirrel.aio.stores.local import read_local, remove_stale_temp_files, write_local_atomically
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
 from squirrel.errors import DecodeError
 from squirrel.index import IndexEntry, describe
 from squirrel.metrics import LoaderMetrics
-from squirrel.plan import LoadPlan, check_cache_options
+from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
@@ -37,32 +38,9 @@ if TYPE_CHECKING:
     from fsspec.asyn import AsyncFileSystem
 
     from squirrel.aio.buffer_pool import BufferPool
-    from squirrel.aio.pipeline import ObjectSource
     from squirrel.codec.base import Buffer
 
 __all__ = ["MAX_CONCURRENT_WRITES", "AsyncRecordStore"]
-
-
-def _read_local(path: str, pool: BufferPool | None) -> Buffer:
-    """A local file's bytes: into a recycled buffer of `pool` (large shards), else plainly (small records)."""
-    if pool is not None:
-        return pool.read_file(path)
-    fd = os.open(path, os.O_RDONLY)  # three system calls for a small file (open() makes five or six)
-    try:
-        data = os.read(fd, SMALL_READ_BYTES)
-        if len(data) < SMALL_READ_BYTES:
-            return data
-        parts = [data]
-        while chunk := os.read(fd, SMALL_READ_BYTES):
-            parts.append(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-SMALL_READ_BYTES = 256 * 1024
-"""A small object is read with one `os.read` of this size: each system call releases and retakes the GIL,
-which is what reading many small files from threads costs most."""
 
 
 MAX_CONCURRENT_WRITES = 64
@@ -113,28 +91,24 @@ class AsyncRecordStore(IndexedStore, Releasable):
         cache_limit: int | None = None,
         **storage_options: Any,
     ) -> None:
-        self._cache_dir: str | None = None
-        self._cache_limit: int | None = None
+        self.cache_dir: str | None = None
+        """The folder caching objects read from an object store (None: no cache)."""
+        self.cache_limit: int | None = None
+        """The most bytes the cache holds."""
         self.compression = check_compression(compression)
         self.max_decompressed_size = max_decompressed_size
         self.verify_checksums = verify_checksums
         self.storage_options = storage_options
         check_storage_options(split_protocol(url)[0], storage_options, url=url, parameters=type(self).__init__)
         self.layout = Layout.of(url, self.codec.suffix + COMPRESSIONS[compression], storage_options)
-        self._cache_dir, self._cache_limit = self._cache_options(cache_dir, cache_limit)
+        self.url = self.layout.url
+        """The store's root URL."""
+        self.suffix = self.layout.suffix
+        """The suffix of the store's objects (codec and compression)."""
+        self.cache_dir, self.cache_limit = cache_options(self, cache_dir, cache_limit)
         self.retry = retry or (NO_RETRY if self.layout.protocol in LOCAL_PROTOCOLS else RetryPolicy())
         self._filesystems = LoopFilesystems(self.layout.protocol, storage_options)
         super().__init__()
-
-    @property
-    def url(self) -> str:
-        """The store's root URL."""
-        return self.layout.url
-
-    @property
-    def suffix(self) -> str:
-        """The suffix of the store's objects (codec and compression)."""
-        return self.layout.suffix
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
@@ -159,44 +133,6 @@ class AsyncRecordStore(IndexedStore, Releasable):
         hop, several hundred µs on a busy machine, serves them all), one per request from object stores."""
         return self.max_objects_per_read if self.layout.protocol in LOCAL_PROTOCOLS else 1
 
-    # -- the local cache of remote objects (`squirrel.aio.shard_cache`) -------------------------
-
-    def _cache_options(
-        self, cache_dir: str | os.PathLike[str] | None, cache_limit: int | None
-    ) -> tuple[str | None, int | None]:
-        """`cache_dir` and `cache_limit` checked, each None replaced by this store's own (a loader's
-        ``get_iter`` passes its arguments). `ValueError` for a cache without a positive limit, or on a
-        store that streams objects in chunks (csv: its objects are never held whole)."""
-        folder = os.path.expanduser(os.fspath(cache_dir)) if cache_dir is not None else self._cache_dir
-        limit = cache_limit if cache_limit is not None else self._cache_limit
-        check_cache_options(folder, limit)
-        if folder is not None and not self.whole_objects:
-            raise ValueError(
-                f"{type(self).__name__} streams its objects in ranged chunks and cannot cache them "
-                f"(cache_dir={folder!r}): read {self.url} without a cache"
-            )
-        return folder, limit
-
-    def _shard_cache(self, cache_dir: str | None, cache_limit: int | None) -> ShardCache | None:
-        """The cache of this store's objects in `cache_dir`, or None: no folder, or a store on local disk or
-        memory://, which is read in place (a cache would only copy it)."""
-        if cache_dir is None or cache_limit is None or self.layout.protocol in LOCAL_PROTOCOLS:
-            return None
-        return ShardCache(cache_dir, cache_limit)
-
-    async def _expectations(self, listing: bool) -> dict[str, Expected] | None:
-        """What each object holds now, by key, for a cached pass to match its entries against: size and
-        crc32c from the store's index (read anew), else, when `listing`, size and version from a listing
-        (what a pass without an index lists anyway); else None (ask per object: `_expectation`)."""
-        index = await self.read_index()
-        if index is not None:
-            return {entry.key: Expected(entry.size, crc32c=entry.crc32c) for entry in index.entries}
-        if not listing:
-            return None
-        infos = await self._ls_root()
-        names = ((self.layout.key_of(info["name"].rstrip("/").rsplit("/", 1)[-1]), info) for info in infos)
-        return {key: Expected.of_info(info) for key, info in names if key is not None}
-
     async def _expectation(self, key: str) -> Expected:
         """The size and version of object `key` now, from one metadata request; `KeyError` if there is none."""
         try:
@@ -204,10 +140,6 @@ class AsyncRecordStore(IndexedStore, Releasable):
         except FileNotFoundError:
             raise self._missing(key) from None
         return Expected.of_info(info)
-
-    def _cached_source(self, cache: ShardCache | None, expected: dict[str, Expected] | None = None) -> ObjectSource:
-        """This store as a pass reads it: through `cache` when there is one (see `CachedSource`)."""
-        return self if cache is None else CachedSource(self, cache, expected)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -241,7 +173,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
 
     def object_pass(self, key: str) -> Pass:
         """A pipeline pass over the one object `key`: what `get` streams (and the sync face's `get`)."""
-        source = self._cached_source(self._shard_cache(self._cache_dir, self._cache_limit))
+        source = source_for(self, shard_cache(self, self.cache_dir, self.cache_limit))
         return Pass(source, LoadPlan(key_iterator=[key]), LoaderMetrics(), [key])
 
     async def get(self, key: str) -> AsyncIterator[Sample]:
@@ -287,7 +219,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
         try:
             path = self._object_path(key)
             try:
-                data: Buffer = _read_local(path, pool) if local else fs.sync_fs.cat_file(path)
+                data: Buffer = read_local(path, pool) if local else fs.sync_fs.cat_file(path)
             except FileNotFoundError:
                 raise self._missing(key) from None
             if self.verify_checksums and self._index is not None:
