@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import squirrel.aio.stores.csv as aio_csv
 import squirrel.codec.csv as codec_csv
+import squirrel.codec.csv_decoder as csv_decoder
 from squirrel.aio import AsyncCsvLoader, AsyncCsvStore
 from squirrel.codec import CsvCodec
 from squirrel.driver import CsvLoader, CsvStore, RecordStore, Sample, Shard
@@ -128,7 +129,7 @@ def test_a_single_file_url(store_url: str, name: str) -> None:
 def test_chunked_reads_keep_quoted_newlines(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny chunks and pieces: records, quoted newlines and gzip members all straddle chunk boundaries."""
     monkeypatch.setattr(aio_csv, "CHUNK_BYTES", 7)
-    monkeypatch.setattr(codec_csv, "PIECE_BYTES", 5)
+    monkeypatch.setattr(csv_decoder, "PIECE_BYTES", 5)
     shard = make_shard(0, size=20)
     expected = [(s.key, as_text(s)) for s in shard.value]
     for compression in (None, "gzip"):
@@ -140,7 +141,7 @@ def test_chunked_reads_keep_quoted_newlines(store_url: str, monkeypatch: pytest.
 
 def test_gzip_members_and_long_runs_in_tiny_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inflating with a tiny output bound, across gzip members and chunk boundaries; truncation is caught."""
-    monkeypatch.setattr(codec_csv, "PIECE_BYTES", 3)
+    monkeypatch.setattr(csv_decoder, "PIECE_BYTES", 3)
     text = b"key,v\r\n" + b"".join(b"k%d,%s\r\n" % (i, b"a" * (i * 97 % 5000)) for i in range(40))
     data = gzip.compress(text[:1000], compresslevel=9) + gzip.compress(text[1000:], compresslevel=9)
     decoder = CsvCodec().decoder("mem://x.csv.gz", "x", "gzip")
@@ -188,7 +189,7 @@ def test_encode_refuses_what_csv_cannot_hold() -> None:
 
 
 def test_unbalanced_quote_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codec_csv, "MAX_RECORD_BYTES", 100)
+    monkeypatch.setattr(csv_decoder, "MAX_RECORD_BYTES", 100)
     with pytest.raises(DecodeError, match="unbalanced quote"):
         CsvCodec().decode(b'a,b\n"open,' + b"x\n" * 100, "mem://x.csv")
 
@@ -497,7 +498,7 @@ def test_an_unbalanced_quote_fails_soon_after_the_record_limit(
 ) -> None:
     """A record that never ends is refused once it passes MAX_RECORD_BYTES (or csv's own field size limit),
     before the decoder has been fed much more than that."""
-    monkeypatch.setattr(codec_csv, "MAX_RECORD_BYTES", 1024 * 1024)
+    monkeypatch.setattr(csv_decoder, "MAX_RECORD_BYTES", 1024 * 1024)
     decoder = CsvCodec().decoder("mem://big.csv", "big")
     fed = 0
     with pytest.raises(DecodeError, match=r"mem://big\.csv") as refused:

@@ -4,7 +4,7 @@ Layout of one stored object (a shard, or a record: a one-sample shard)::
 
     prefix  24 bytes   b"SQMP", u16 version (1), u16 flags (0), u64 header length, u64 blob length
     header  msgpack    an array of [key, value] pairs; each numpy array is ext type 1 whose payload
-                       gives dtype, shape and the array's offset in the blob
+                       is its head (dtype, shape: `squirrel.codec.array_head`) and its offset in the blob
     padding            zeros up to the next 64-byte boundary
     blob               the arrays' raw bytes, each starting 64-byte aligned
 
@@ -25,7 +25,6 @@ of a zero-size dtype may not have more elements than its object has bytes.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,13 +32,12 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import numpy as np
 
-from squirrel.codec.base import Buffer, dtype_from_text
-from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE
-from squirrel.errors import DecodeError, EncodeError, UnsafePayloadError
+from squirrel.codec.array_head import array_head, array_layout, array_view, parse_array_head, refuse_objects
+from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_keys
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
+    from squirrel.codec.base import Buffer
 
 __all__ = [
     "EXT_NDARRAY",
@@ -58,144 +56,13 @@ VERSION = 1
 
 _PREFIX = struct.Struct("<4sHHQQ")
 _ALIGN = 64
-_DTYPE_PLAIN = 0  # dtype given by its `.str`, e.g. b"<f4"
-_DTYPE_DESCR = 1  # structured or sub-array dtype, given as a msgpack-packed numpy descr
-_ARRAY_HEAD = struct.Struct("<BBH")  # dtype encoding, ndim, dtype-bytes length
 _U64 = struct.Struct("<Q")
-_DIMS = [struct.Struct(f"<{n}Q") for n in range(65)]  # numpy allows at most 32 dimensions (64 in numpy 2)
-_NO_BYTES = b""  # what arrays of no bytes view
-_dtype_cache: dict[bytes, np.dtype[Any]] = {}
 _PLAIN_BASES: tuple[type[Any], ...] = (bool, int, float, str, bytes, list, dict)
 """Types msgpack packs as they are; under ``strict_types`` their subclasses reach `default`, packed as the base."""
 
 
 def _aligned(offset: int) -> int:
     return offset + (-offset % _ALIGN)
-
-
-# -- dtypes ----------------------------------------------------------------------------------------
-
-
-def _dtype_bytes(dtype: np.dtype[Any]) -> tuple[int, bytes]:
-    if dtype.fields is None and dtype.subdtype is None:
-        return _DTYPE_PLAIN, dtype.str.encode("ascii")
-    return _DTYPE_DESCR, msgpack.packb(np.lib.format.dtype_to_descr(dtype), use_bin_type=True)
-
-
-def _as_tuples(descr: Any) -> Any:
-    """Undo msgpack's tuple-to-list: numpy wants each field of a structured descr as a tuple."""
-    if not isinstance(descr, list):
-        return descr
-    fields = []
-    for name, fmt, *shape in descr:
-        field = (tuple(name) if isinstance(name, list) else name, _as_tuples(fmt))
-        fields.append(field + tuple(tuple(dims) for dims in shape))
-    return fields
-
-
-def _parse_dtype(kind: int, raw: bytes) -> np.dtype[Any]:
-    cached = _dtype_cache.get(raw)
-    if cached is not None and kind == _DTYPE_PLAIN:
-        return cached
-    if kind == _DTYPE_PLAIN:
-        dtype = dtype_from_text(raw.decode("ascii"))
-    elif kind == _DTYPE_DESCR:
-        dtype = np.lib.format.descr_to_dtype(_as_tuples(msgpack.unpackb(raw, raw=False)))
-    else:
-        raise ValueError(f"unknown dtype encoding {kind}")
-    if dtype.hasobject:
-        raise UnsafePayloadError(f"refusing a numpy array of dtype {dtype}: object arrays need pickle")
-    if dtype.subdtype is not None:  # numpy moves a sub-array dtype's shape into the array's: never written
-        raise DecodeError(
-            f"sub-array dtype {dtype} cannot be an array's dtype (its shape would not be the declared one)"
-        )
-    if kind == _DTYPE_PLAIN and len(_dtype_cache) < 1024:
-        _dtype_cache[raw] = dtype
-    return dtype
-
-
-def _refuse_objects(array: npt.NDArray[Any]) -> None:
-    if array.dtype.hasobject:
-        raise EncodeError(
-            f"cannot store a numpy array of dtype {array.dtype} (object arrays would need pickle); "
-            "convert it to a numeric, string or bytes dtype, or to a list"
-        )
-
-
-def _array_head(array: npt.NDArray[Any]) -> bytes:
-    kind, dtype_bytes = _dtype_bytes(array.dtype)
-    return _ARRAY_HEAD.pack(kind, array.ndim, len(dtype_bytes)) + dtype_bytes + _DIMS[array.ndim].pack(*array.shape)
-
-
-def _parse_array_head(payload: bytes) -> tuple[np.dtype[Any], tuple[int, ...], int, int]:
-    """dtype, shape, byte size, and where the bytes after the head start.
-
-    Raises `DecodeError` for an array of no bytes whose shape is absurd (see `_check_empty_shape`).
-    """
-    kind, ndim, dtype_len = _ARRAY_HEAD.unpack_from(payload, 0)
-    offset = _ARRAY_HEAD.size + dtype_len
-    dtype = _parse_dtype(kind, payload[_ARRAY_HEAD.size : offset])
-    shape = _DIMS[ndim].unpack_from(payload, offset)
-    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow, however large the dimensions
-    if nbytes == 0:
-        _check_empty_shape(dtype, shape)
-    return dtype, shape, nbytes, offset + 8 * ndim
-
-
-def _check_empty_shape(dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
-    """Refuse an array of no bytes whose one slice would be larger than the largest object squirrel reads.
-
-    Such an array costs nothing itself, but its shape is corruption, and numpy turns ``|S0``/``<U0``
-    elements into real bytes as soon as it copies them; code allocating by the shape would be bombed too.
-    """
-    extent = math.prod(dim for dim in shape if dim) * max(dtype.itemsize, 1)
-    if extent > DEFAULT_MAX_DECOMPRESSED_SIZE:
-        raise DecodeError(
-            f"array of shape {shape} and dtype {dtype} is absurd: one slice of it would take {extent} bytes, "
-            f"more than the {DEFAULT_MAX_DECOMPRESSED_SIZE} bytes of the largest object squirrel reads"
-        )
-
-
-_layouts: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], int]] = {}
-
-
-def _array_layout(head: bytes) -> tuple[np.dtype[Any], tuple[int, ...], int]:
-    """dtype, shape and byte size of an array head, cached: a dataset has few distinct ones."""
-    layout = _layouts.get(head)
-    if layout is None:
-        dtype, shape, nbytes, end = _parse_array_head(head)
-        if end != len(head):
-            raise ValueError("malformed array header")
-        layout = (dtype, shape, nbytes)
-        if len(_layouts) < 4096:
-            _layouts[head] = layout
-    return layout
-
-
-def _view(
-    buffer: Buffer, dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int, start: int, end: int
-) -> npt.NDArray[Any]:
-    """A read-only view of `buffer[start:start + nbytes]`, which must end by `end`.
-
-    An array of no bytes is a new empty one, or for a zero-size dtype a view of an empty constant
-    (``np.zeros`` would turn ``|S0`` into ``|S1``) with at most one element per byte of `buffer`, else
-    `DecodeError` (numpy's copies give each element a byte or more).
-    """
-    if start + nbytes > end:
-        raise DecodeError(f"array of shape {shape} and dtype {dtype} runs past the end of its data")
-    if nbytes:
-        array = np.ndarray(shape, dtype, buffer, start)
-    elif dtype.itemsize:
-        array = np.zeros(shape, dtype)
-    elif math.prod(shape) <= len(buffer):
-        array = np.ndarray(shape, dtype, _NO_BYTES)
-    else:
-        raise DecodeError(
-            f"array of shape {shape} and zero-size dtype {dtype} declares more elements than its "
-            f"object's {len(buffer)} bytes could hold"
-        )
-    array.setflags(write=False)  # the buffer may be a (recycled) bytearray; faster than `.flags.writeable`
-    return array
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -210,10 +77,10 @@ class _Packer:
 
     def default(self, obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
-            _refuse_objects(obj)
+            refuse_objects(obj)
             data = obj if obj.flags.c_contiguous else obj.copy(order="C")
             start = self.blob_length
-            ref = msgpack.ExtType(EXT_NDARRAY, _array_head(data) + _U64.pack(start))
+            ref = msgpack.ExtType(EXT_NDARRAY, array_head(data) + _U64.pack(start))
             if data.nbytes:
                 self.parts.append(data.reshape(-1).view(np.uint8))
                 self.blob_length += data.nbytes
@@ -224,8 +91,8 @@ class _Packer:
             return ref
         if isinstance(obj, np.generic):
             scalar = np.asarray(obj)
-            _refuse_objects(scalar)
-            return msgpack.ExtType(EXT_NUMPY_SCALAR, _array_head(scalar) + scalar.tobytes())
+            refuse_objects(scalar)
+            return msgpack.ExtType(EXT_NUMPY_SCALAR, array_head(scalar) + scalar.tobytes())
         if isinstance(obj, tuple):
             return list(obj)
         if isinstance(obj, Mapping):
@@ -274,13 +141,13 @@ def _parse_prefix(data: Buffer, source: str) -> tuple[int, int, int]:
 
 def _scalar(payload: bytes) -> Any:
     """The numpy scalar of an ext type 2 payload: a 0-d head followed by exactly its bytes."""
-    dtype, shape, nbytes, offset = _parse_array_head(payload)
+    dtype, shape, nbytes, offset = parse_array_head(payload)
     if shape or offset + nbytes != len(payload):
         raise DecodeError(
             f"numpy scalar of dtype {dtype} declares shape {shape} and {nbytes} bytes, but has "
             f"{len(payload) - offset} bytes (a scalar is 0-d, its bytes follow its head exactly)"
         )
-    return _view(payload, dtype, shape, nbytes, offset, len(payload))[()]
+    return array_view(payload, dtype, shape, nbytes, offset, len(payload))[()]
 
 
 class _Blob:
@@ -299,7 +166,7 @@ class _Blob:
     def ext_hook(self, code: int, payload: bytes) -> Any:
         """An array or scalar from its ext payload; `DecodeError` if its declared size does not fit."""
         if code == EXT_NDARRAY:
-            dtype, shape, nbytes = _array_layout(payload[:-8])
+            dtype, shape, nbytes = array_layout(payload[:-8])
             offset = _U64.unpack_from(payload, len(payload) - 8)[0]
             if offset != self.filled:
                 raise DecodeError(
@@ -308,7 +175,7 @@ class _Blob:
                 )
             end = offset + nbytes
             self.filled = end + (-end % _ALIGN)  # `_aligned`, inlined: this runs once per array
-            return _view(self.data, dtype, shape, nbytes, self.start + offset, self.end)
+            return array_view(self.data, dtype, shape, nbytes, self.start + offset, self.end)
         if code == EXT_NUMPY_SCALAR:
             return _scalar(payload)
         raise ValueError(f"unknown msgpack ext type {code}")
