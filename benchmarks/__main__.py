@@ -6,6 +6,8 @@ import importlib
 import sys
 import time
 
+from benchmarks import charts
+
 BENCHMARKS = (
     "read_local",
     "read_records",
@@ -26,6 +28,8 @@ def main() -> int:
         module = importlib.import_module(f"benchmarks.{name}")
         if status := module.main([]):
             return status
+    for path in charts.write_charts():
+        print(f"chart {path}")
     print(f"== all benchmarks done in {time.perf_counter() - started:,.1f} s")
     return 0
 
