@@ -295,7 +295,7 @@ def test_version_prints_the_distribution_version() -> None:
 
     result = run("--version")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"squirrel {version('squirrel')}\n"
+    assert result.stdout == f"squirrel {version('squirrel-aio')}\n"
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "DISTRIBUTION",
     "DRIVERS",
     "build_parser",
     "cmd_bench",
@@ -51,6 +52,9 @@ __all__ = [
     "verify_store",
 ]
 
+DISTRIBUTION = "squirrel-aio"
+"""The name squirrel is installed under (``pip show squirrel-aio``): ``squirrel`` on PyPI is another project."""
+
 _USER_ERRORS = (SquirrelError, KeyError, ValueError, OSError, TypeError)
 """What the library raises for a user's mistake or a bad store (missing key, corrupt object, unreachable
 bucket): reported in one line. Anything else is a bug, and keeps its traceback."""
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=examples("squirrel inspect ./data\nsquirrel COMMAND --help"),
         formatter_class=TopLevelFormatter,
     )
-    version = f"squirrel {importlib.metadata.version('squirrel')}"
+    version = f"squirrel {importlib.metadata.version(DISTRIBUTION)}"
     parser.add_argument("--version", action="version", version=version, help="print the version and exit")
     add_global_flags(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
