@@ -45,6 +45,8 @@ class RecordStore(SyncTwin):
     verify_checksums: shared[bool] = shared("Whether objects read are checked against the index.")
     max_decompressed_size: shared[int] = shared("The largest object accepted after inflating.")
     retry: shared[RetryPolicy] = shared("The retry policy of requests to an object store.")
+    cache_dir: shared[str | None] = shared("The folder caching objects read from an object store (None: no cache).")
+    cache_limit: shared[int | None] = shared("The most bytes the cache holds.")
 
     object_url = delegated(AsyncRecordStore.object_url)
     decompress = delegated(AsyncRecordStore.decompress)
@@ -55,6 +57,7 @@ class RecordStore(SyncTwin):
     list_keys = blocking(AsyncRecordStore.list_keys)
     list_objects = blocking(AsyncRecordStore.list_objects)
     list_names = blocking(AsyncRecordStore.list_names)
+    list_infos = blocking(AsyncRecordStore.list_infos)
     set = blocking(AsyncRecordStore.set)
     exists = blocking(AsyncRecordStore.exists)
     cleanup = blocking(AsyncRecordStore.cleanup)
