@@ -5,8 +5,10 @@ decoder streaming a large zstd object in bounded pieces."""
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pytest
 import zstandard
 
@@ -14,7 +16,7 @@ import squirrel.codec.csv as codec_csv
 from squirrel.aio import AsyncCsvLoader, AsyncCsvStore, AsyncJsonlStore, AsyncMessagepackLoader, AsyncMessagepackStore
 from squirrel.bulk import write_shards
 from squirrel.codec import COMPRESSIONS, CsvCodec, compress, decompress
-from squirrel.codec.zstd import ZSTD_LEVEL, ZstdStream
+from squirrel.codec.zstd import ENTROPY_MIN_MATCH, MATCH_RICH_LEVEL, ZSTD_LEVEL, ZstdStream, zstd_parameters
 from squirrel.driver import CsvStore, JsonlStore, MessagepackLoader, MessagepackStore, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
 from tests.helpers import assert_same_samples, make_samples, make_shards, traced_peak
@@ -49,6 +51,50 @@ def test_zstd_objects_end_in_zst_and_are_standard_frames() -> None:
     assert zstandard.get_frame_parameters(packed).has_checksum
     assert decompress(packed, "zstd", SOURCE) == data
     assert decompress(compress(b"", "zstd"), "zstd", SOURCE) == b""
+
+
+def _kinds_of_data() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    return {
+        "tokens": np.minimum(rng.zipf(1.3, size=200_000), 50_000).astype(np.int32).tobytes(),  # rich in repeats
+        "noisy": rng.integers(0, 64, size=800_000, dtype=np.uint8).tobytes(),  # entropy coding only
+        "random": rng.integers(0, 256, size=800_000, dtype=np.uint8).tobytes(),  # incompressible
+        "small": b"a small record " * 100,  # too small to probe
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "level", "min_match"),
+    [
+        ("tokens", MATCH_RICH_LEVEL, None),
+        ("noisy", ZSTD_LEVEL, ENTROPY_MIN_MATCH),
+        ("random", 1, None),
+        ("small", ZSTD_LEVEL, None),
+    ],
+)
+def test_parameters_follow_the_probes_and_frames_stay_standard(kind: str, level: int, min_match: int | None) -> None:
+    """Data rich in repeats gets the lazy parse of `MATCH_RICH_LEVEL`, data that shrinks by entropy coding only
+    level 3 with shorter matches, incompressible data level 1, small data `ZSTD_LEVEL`: every frame declares its
+    size, ends with a checksum, and any zstd reader inflates it."""
+    data = _kinds_of_data()[kind]
+    chosen = zstd_parameters(data)
+    expected = zstandard.ZstdCompressionParameters.from_level(level, source_size=len(data))
+    assert (chosen.strategy, chosen.min_match) == (expected.strategy, min_match or expected.min_match)
+    packed = compress(data, "zstd")
+    header = zstandard.get_frame_parameters(packed)
+    assert header.content_size == len(data) and header.has_checksum
+    assert zstandard.ZstdDecompressor().decompress(packed) == data
+    assert decompress(packed, "zstd", SOURCE) == data
+
+
+def test_threads_inflating_at_once_each_get_their_own_content() -> None:
+    """Each thread inflates with a decompressor of its own (one may not serve two threads): many objects inflated
+    at once from several threads all come back whole."""
+    contents = [bytes([i]) * 50_000 + b"".join(b"%d,%d;" % (i, j) for j in range(20_000)) for i in range(12)]
+    packed = [compress(content, "zstd") for content in contents]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: decompress(packed[i % 12], "zstd", SOURCE), range(240)))
+    assert all(out == contents[i % 12] for i, out in enumerate(got))
 
 
 def test_every_frame_is_read_and_skippable_frames_are_skipped() -> None:

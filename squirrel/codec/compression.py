@@ -31,7 +31,8 @@ def compress(data: bytes, compression: str | None) -> bytes:
     Data that does not compress (random pixels, already-compressed images) is written at copy speed (gzip's
     stored blocks, zstd's level 1) instead of burning CPU for nothing. Eight probes spread over the data
     decide: if three quarters of them do not shrink, the bulk of it will not either (a shard's small header
-    of keys and labels may, and is compressed along with it).
+    of keys and labels may, and is compressed along with it). zstd also takes the rest of its parameters from
+    them (`squirrel.codec.zstd.zstd_parameters`).
     """
     if compression is None:
         return data

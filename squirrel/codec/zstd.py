@@ -3,12 +3,16 @@ within the cap (see `squirrel.codec.sizing`); `ZstdStream` inflates a stream in 
 
 zstd goes through the `zstandard` binding: the one fsspec already uses for its own "zstd" compression, with
 wheels for every platform and Python this package supports (the standard library's `compression.zstd` needs
-Python 3.14; `pyzstd` is its smaller-audience backport). Its streaming decompressor cannot bound the output
-of one call, so `ZstdStream` feeds it whole blocks a few at a time (each block inflates to at most 128 KiB).
+Python 3.14; `pyzstd` is its smaller-audience backport). It runs at libzstd's own speed (the `zstd` command
+line inflates these shards no faster) and releases the GIL while it works, so loaders inflate objects on
+both cores. Its streaming decompressor cannot bound the output of one call, so `ZstdStream` feeds it whole
+blocks a few at a time (each block inflates to at most 128 KiB).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import TYPE_CHECKING
 
 import zstandard
@@ -19,12 +23,36 @@ from squirrel.errors import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["ZSTD_LEVEL", "ZstdStream", "zstd_compress", "zstd_decompress"]
+__all__ = [
+    "ENTROPY_MIN_MATCH",
+    "MATCH_RICH_LEVEL",
+    "ZSTD_LEVEL",
+    "ZstdStream",
+    "zstd_compress",
+    "zstd_decompress",
+    "zstd_parameters",
+]
 
 ZSTD_LEVEL = 3
-"""The zstd level `compress` writes at (zstd's own default): on image and token shards it compresses about
-as well as gzip level 6 and writes 2.7-9x as fast (benchmarks/compression.py). One level for every store:
-no per-store setting yet."""
+"""The zstd level of data too small to probe (under 64 KiB: a record, a small shard): zstd's own default.
+Larger data gets the parameters its probes call for (`zstd_parameters`). One choice for every store: no
+per-store setting yet."""
+
+MATCH_RICH_LEVEL = 7
+"""The level of data whose probes shrink to half or less at level 1 (token arrays, text, flat images): most
+of it is repeats, and the lazy parse from level 5 on finds longer ones. On token shards, level 7 stores
+5% less than gzip (level 3: 1.6% more) and its longer matches inflate faster (about +15%); it still writes
+5x as fast as gzip, which is slowest on such data (benchmarks/compression.py). The price is on text (json
+lines, source code): there it writes about 2x as fast as gzip (level 3: 6-7x) and stores 1-8% less than
+gzip (level 3: 4-9% more)."""
+
+ENTROPY_MIN_MATCH = 4
+"""The shortest match sought in data whose probes shrink by less than half (noisy pixels, smooth gradients):
+it shrinks mostly by entropy coding, where the lazy parse costs 2-3x the time for nothing, so it gets level
+3 seeking 4-byte matches rather than 5: on gradient images that stores 1% less than gzip (plain level 3:
+0.3% more) and still writes 4-5x as fast, for about 7% slower inflating."""
+
+_MATCH_RICH = 0.5  # probes that shrink to this fraction of their size or less mark data rich in repeats
 
 _ZSTD_MAGIC = 0xFD2FB528
 _ZSTD_SKIPPABLE_MAGIC = 0x184D2A50  # the top 28 bits; the low 4 are free
@@ -33,36 +61,81 @@ _ZSTD_CHECKSUM = 4
 _ZSTD_RAW, _ZSTD_RLE, _ZSTD_COMPRESSED = 0, 1, 2
 _MAX_ZSTD_RATIO = zstandard.BLOCKSIZE_MAX // 4  # a block inflates to at most 128 KiB and takes at least 4 bytes
 
+_THREAD = threading.local()  # each thread's decompressor (see `_decompressor`)
+
 
 def zstd_compress(data: bytes) -> bytes:
-    """`data` as one zstd frame at `ZSTD_LEVEL` (level 1 for data the probes find incompressible), declaring
-    its content size (readers reserve exactly that) and ending with a checksum of the content."""
-    return zstandard.ZstdCompressor(level=_zstd_level(data), write_checksum=True).compress(data)
+    """`data` as one zstd frame at the parameters `zstd_parameters` picks for it, declaring its content size
+    (readers then inflate it in one call into a buffer of exactly that size) and ending with a checksum of
+    the content (xxHash64: what gzip's CRC-32 is to gzip, for about 7% of inflating's time)."""
+    return zstandard.ZstdCompressor(compression_params=zstd_parameters(data)).compress(data)
 
 
-def zstd_decompress(data: bytes | bytearray | memoryview, source: str, max_size: int) -> bytearray:
-    """Every zstd frame of `data`, inflated within `max_size` (see `_unzstd`)."""
-    return _unzstd(memoryview(data), source, max_size)
+def zstd_parameters(data: bytes) -> zstandard.ZstdCompressionParameters:
+    """What `zstd_compress` writes `data` at, judged by eight probes compressed at level 1 (see
+    `squirrel.codec.sizing.incompressible`): level 1 for data that does not compress (random pixels,
+    already-compressed images: the frame is as small, made several times faster), `MATCH_RICH_LEVEL` for
+    data rich in repeats, level 3 seeking `ENTROPY_MIN_MATCH`-byte matches for the rest, `ZSTD_LEVEL` for
+    data too small to probe. Always with the content size and a checksum."""
+    fast = zstandard.ZstdCompressor(level=1)
+    probed: list[tuple[int, int]] = []  # (compressed, raw) bytes of each probe
+
+    def probe(piece: bytes) -> bytes:
+        packed = fast.compress(piece)
+        probed.append((len(packed), len(piece)))
+        return packed
+
+    options: dict[str, int] = {}
+    if incompressible(data, probe):
+        level = 1
+    elif not probed:
+        level = ZSTD_LEVEL
+    elif sum(packed for packed, _ in probed) <= _MATCH_RICH * sum(raw for _, raw in probed):
+        level = MATCH_RICH_LEVEL
+    else:
+        level, options = ZSTD_LEVEL, {"min_match": ENTROPY_MIN_MATCH}
+    return zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=len(data), write_content_size=1, write_checksum=1, **options
+    )
 
 
-def _zstd_level(data: bytes) -> int:
-    """`ZSTD_LEVEL`, or 1 for data that does not compress (random pixels, already-compressed images): the
-    frame is as small, made several times faster."""
-    return 1 if incompressible(data, zstandard.ZstdCompressor(level=1).compress) else ZSTD_LEVEL
+def zstd_decompress(data: bytes | bytearray | memoryview, source: str, max_size: int) -> bytes | bytearray:
+    """Every zstd frame of `data`, inflated within `max_size`.
+
+    One frame declaring its size and nothing after it (what `zstd_compress` writes) is inflated in one call
+    of this thread's decompressor, straight into a buffer of the declared size, once the size passed the
+    checks of `_zstd_declared`; zstd checks the frame is whole, its content the declared size, its checksum
+    right and nothing follows it. Anything else (more frames, no declared size, bad data) goes the general
+    way (`_unzstd`), which also names what is wrong: `DecodeError` naming `source`.
+    """
+    view = memoryview(data)
+    declared = _zstd_declared(view, source, max_size)
+    if declared:
+        with contextlib.suppress(zstandard.ZstdError):
+            return _decompressor().decompress(view, allow_extra_data=False)
+    return _unzstd(view, declared, source, max_size)
 
 
-def _unzstd(data: memoryview, source: str, max_size: int) -> bytearray:
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's zstd decompressor (one may not serve two threads at once): made once, so inflating object
+    after object in a loader's worker threads reuses one context each instead of allocating a fresh one."""
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_THREAD, "decompressor", None)
+    if decompressor is None:
+        decompressor = _THREAD.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
+
+
+def _unzstd(data: memoryview, declared: int, source: str, max_size: int) -> bytearray:
     """Inflate every zstd frame of `data` into one buffer, refusing output past `max_size` bytes.
 
-    As for gzip: the buffer is sized by what the first frame's header declares (exact for what `compress`
-    writes: one frame, which zstd checks against that size) and zstd inflates straight into it; it grows
+    As for gzip: the buffer is sized by what the first frame's header declares (`declared`, from
+    `_zstd_declared`; zstd checks that frame against it) and zstd inflates straight into it; it grows
     past that only for further frames or a frame that declares nothing, a piece at a time, one such
     inflation at a time (`BEYOND_DECLARED`). A header declaring more than `max_size` is refused before
     anything is inflated; a bomb that declares nothing is stopped at the cap. Truncated data is found by
     walking the frames' block headers first (zstd's reader would just stop). `DecodeError` naming `source`
     for all of these, and for corrupt data.
     """
-    declared = _zstd_declared(data, source, max_size)
     _check_zstd_frames(data, source)
     out = bytearray(declared)
     reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
