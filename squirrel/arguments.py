@@ -3,6 +3,8 @@
 Python's own message names the class that defines a method (``AsyncRecordLoader.get_iter() got an
 unexpected keyword argument``) and offers no suggestion; a user who called ``MessagePackDataLoader`` is
 left guessing.
+
+`bind_extra` passes the extra arguments of ``map(fn, *args, **kwargs)`` (and ``async_map``) to `fn`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["check_call", "did_you_mean", "named_for_caller"]
+__all__ = ["bind_extra", "check_call", "did_you_mean", "named_for_caller"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,3 +60,23 @@ def named_for_caller(method: Callable[Concatenate[S, P], R]) -> Callable[Concate
             raise
 
     return checked
+
+
+def bind_extra(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """`fn` with `args` and `kwargs` after the item (what `map` and `async_map` pass through; itself when there
+    are none); a coroutine function stays one, so the operators still await it (on the loop) rather than hand
+    its coroutine on as the item."""
+    if not args and not kwargs:
+        return fn
+    from squirrel.aio.executors import is_async_callable  # here: `squirrel.aio` imports this module
+
+    call_with = _await_with if is_async_callable(fn) else _call_with
+    return functools.partial(call_with, fn, args, kwargs)
+
+
+def _call_with(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any) -> Any:
+    return fn(item, *args, **kwargs)
+
+
+async def _await_with(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any) -> Any:
+    return await fn(item, *args, **kwargs)

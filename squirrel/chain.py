@@ -10,108 +10,271 @@ source again).
 The conveniences squirrel-core users know behave as in squirrel-core 0.20: ``take(None)``, ``shuffle()``
 with a buffer of 1,000, extra arguments of ``map`` and ``async_map`` passed to the function,
 ``zip_index(pad_length=...)``, ``sliding(...)`` and ``loop(n)``.
+
+Both faces are generic in their item type (``Composable[T]``, ``AsyncComposable[T]``; `T` is covariant, as a
+stream is only read), and `Chain` in the face's stream class `S` (``Composable[T]``) too: the operators that
+keep the item type return `S`. Python has no higher-kinded types to say "the same face, of items `U`", so the
+operators that change the item type (`map`, `async_map`, `batched`, `sliding`, `flatten`, `zip_index`) have
+one overload per face, told apart by `S`; their one implementation and docstring are here.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, overload
 
+from typing_extensions import TypeVar  # `default=`: typing has it from Python 3.13 only
+
+from squirrel.arguments import bind_extra
 from squirrel.batching import Batcher, Window
+from squirrel.lengths import batches, same, taken, windows
 from squirrel.order import ShuffleBuffer
-from squirrel.stages import Stage
+from squirrel.stages import Operator, Stage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
     from types import ModuleType
+    from typing import Concatenate, Literal, ParamSpec
+
+    from squirrel.aio.stream import AsyncComposable
+    from squirrel.iterstream.base import Composable
+    from squirrel.lengths import LengthRule
+
+    P = ParamSpec("P")
 
 __all__ = ["DEFAULT_SHUFFLE_SIZE", "Chain"]
 
-S = TypeVar("S")
+T = TypeVar("T", covariant=True, default=Any)
+"""The item type of a stream; a bare ``Composable`` (or ``AsyncComposable``) has items of any type."""
+S = TypeVar("S", bound="Chain[Any, Any]", covariant=True)
+U = TypeVar("U")
 C = TypeVar("C")
 
 DEFAULT_SHUFFLE_SIZE = 1000
 """The shuffle buffer of ``shuffle()`` without a size (squirrel-core's default)."""
 
 
-def _bound(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
-    """`fn` with `args` and `kwargs` after the item (itself when there are none)."""
-    if not args and not kwargs:
-        return fn
-    return functools.partial(_call_with, fn, args, kwargs)
-
-
-def _call_with(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any) -> Any:
-    return fn(item, *args, **kwargs)
-
-
-class Chain(Stage, Generic[S]):
-    """The chainable operators of a stream whose stages are of type `S` (the face's stream class).
+class Chain(Stage, Generic[S, T]):
+    """The chainable operators of a stream of items of type `T` whose stages are of type `S` (the face's
+    stream class of `T`, e.g. ``Composable[T]``).
 
     Every operator returns a new stage reading from this one; nothing runs until the stream is iterated.
     """
 
     _operators: ClassVar[ModuleType]
 
-    def _then(self, operator: Callable[..., Any], *args: Any, keeps_positions: bool = False, unseeded: str = "") -> S:
-        """A stage applying ``operator(iterator, *args)`` to this stream's items. `keeps_positions`: item ``i``
-        out is item ``i`` in (a resumed pass skips upstream); `unseeded`: why a second pass would not repeat
-        this one's order (an unseeded shuffle), or empty."""
+    def _then(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        keeps_positions: bool = False,
+        unseeded: str = "",
+        length: LengthRule | None = None,
+    ) -> S:
+        """A stage applying ``function(iterator, *args)`` to this stream's items: see `Operator`."""
+        return self._apply(Operator(function, args, keeps_positions, unseeded, length))
+
+    def _apply(self, operator: Operator) -> S:
+        """The face's `OperatorStage` applying `operator` to this stream's items."""
         raise NotImplementedError
 
     def _loop(self, n: int | None) -> S:
         """A stage iterating this stream `n` times over (see `loop`)."""
         raise NotImplementedError
 
-    def map(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> S:
+    @overload
+    def map(
+        self: Chain[Composable[Any], T], fn: Callable[Concatenate[T, P], U], *args: P.args, **kwargs: P.kwargs
+    ) -> Composable[U]: ...
+    @overload
+    def map(
+        self: Chain[AsyncComposable[Any], T],
+        fn: Callable[Concatenate[T, P], Coroutine[Any, Any, U]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> AsyncComposable[U]: ...
+    @overload
+    def map(
+        self: Chain[AsyncComposable[Any], T], fn: Callable[Concatenate[T, P], U], *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncComposable[U]: ...
+    def map(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Chain[Any, Any]:
         """Apply ``fn(item, *args, **kwargs)`` to each item, one at a time, in order.
 
         On the sync face `fn` runs in the consumer's thread; on the async face a coroutine function is
         awaited on the loop and a plain one called inline.
         """
-        return self._then(self._operators.map_items, _bound(fn, args, kwargs), keeps_positions=True)
+        return self._then(self._operators.map_items, bind_extra(fn, args, kwargs), keeps_positions=True, length=same)
 
-    def filter(self, predicate: Callable[[Any], Any]) -> S:
+    def filter(self, predicate: Callable[[T], object]) -> S:
         """Keep the items for which `predicate` (plain, or a coroutine function on the async face) is true."""
         return self._then(self._operators.filter_items, predicate)
 
+    @overload
+    def async_map(
+        self: Chain[Composable[Any], T],
+        fn: Callable[Concatenate[T, P], Coroutine[Any, Any, U]],
+        max_concurrency: int = 16,
+        ordered: bool = True,
+        executor: Any | None = None,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Composable[U]: ...
+    @overload
+    def async_map(
+        self: Chain[Composable[Any], T],
+        fn: Callable[Concatenate[T, P], U],
+        max_concurrency: int = 16,
+        ordered: bool = True,
+        executor: Any | None = None,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Composable[U]: ...
+    @overload
+    def async_map(
+        self: Chain[AsyncComposable[Any], T],
+        fn: Callable[Concatenate[T, P], Coroutine[Any, Any, U]],
+        max_concurrency: int = 16,
+        ordered: bool = True,
+        executor: Any | None = None,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> AsyncComposable[U]: ...
+    @overload
+    def async_map(
+        self: Chain[AsyncComposable[Any], T],
+        fn: Callable[Concatenate[T, P], U],
+        max_concurrency: int = 16,
+        ordered: bool = True,
+        executor: Any | None = None,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> AsyncComposable[U]: ...
     def async_map(
         self,
         fn: Callable[..., Any],
         max_concurrency: int = 16,
         ordered: bool = True,
         executor: Any | None = None,
+        *args: Any,
         **kwargs: Any,
-    ) -> S:
-        """Apply ``fn(item, **kwargs)`` to many items at once, never more than `max_concurrency` in flight.
+    ) -> Chain[Any, Any]:
+        """Apply ``fn(item, *args, **kwargs)`` to many items at once, never more than `max_concurrency` in flight.
 
         Coroutine functions run on the IO loop; plain functions in a thread pool, or on `executor`
         (``ThreadPoolExecutor``, ``ProcessPoolExecutor``, a ``dask.distributed.Client``). Results come in
         source order unless `ordered` is False (then in completion order). The first error raised by `fn`
-        is raised here, and what is in flight is cancelled. Extra arguments for `fn` are keywords only
-        (its positional places are taken by the options).
+        is raised here, and what is in flight is cancelled. Extra arguments for `fn` are best given as
+        keywords: positional ones come after the three options.
         """
-        return self._then(self._operators.async_map_items, _bound(fn, (), kwargs), max_concurrency, ordered, executor)
+        mapped = bind_extra(fn, args, kwargs)
+        return self._then(self._operators.async_map_items, mapped, max_concurrency, ordered, executor, length=same)
 
     def prefetch(self, size: int) -> S:
         """Compute up to `size` items ahead of the consumer (a background thread on the sync face, a task on
         the async face)."""
-        return self._then(self._operators.prefetch_items, size)
+        return self._then(self._operators.prefetch_items, size, length=same)
 
+    @overload
+    def batched(
+        self: Chain[Composable[Any], T], batchsize: int, drop_last_if_not_full: bool = False, collation_fn: None = None
+    ) -> Composable[list[T]]: ...
+    @overload
+    def batched(
+        self: Chain[Composable[Any], T],
+        batchsize: int,
+        drop_last_if_not_full: bool,
+        collation_fn: Callable[[list[T]], U],
+    ) -> Composable[U]: ...
+    @overload
+    def batched(
+        self: Chain[Composable[Any], T],
+        batchsize: int,
+        drop_last_if_not_full: bool = False,
+        *,
+        collation_fn: Callable[[list[T]], U],
+    ) -> Composable[U]: ...
+    @overload
+    def batched(
+        self: Chain[AsyncComposable[Any], T],
+        batchsize: int,
+        drop_last_if_not_full: bool = False,
+        collation_fn: None = None,
+    ) -> AsyncComposable[list[T]]: ...
+    @overload
+    def batched(
+        self: Chain[AsyncComposable[Any], T],
+        batchsize: int,
+        drop_last_if_not_full: bool,
+        collation_fn: Callable[[list[T]], U],
+    ) -> AsyncComposable[U]: ...
+    @overload
+    def batched(
+        self: Chain[AsyncComposable[Any], T],
+        batchsize: int,
+        drop_last_if_not_full: bool = False,
+        *,
+        collation_fn: Callable[[list[T]], U],
+    ) -> AsyncComposable[U]: ...
     def batched(
         self,
         batchsize: int,
         drop_last_if_not_full: bool = False,
         collation_fn: Callable[[list[Any]], Any] | None = None,
-    ) -> S:
-        """Group items into lists of `batchsize` (the last may be shorter unless dropped), then collate.
+    ) -> Chain[Any, Any]:
+        """Group items into lists of `batchsize`; the last may be shorter, unless `drop_last_if_not_full`
+        (default False) drops it. `collation_fn` (default None: the list itself) turns each list into the
+        batch, e.g. stacking arrays.
 
         `ValueError` here if `batchsize` is below 1.
         """
         Batcher.check(batchsize)
         batcher = functools.partial(Batcher, batchsize, drop_last_if_not_full, collation_fn)
-        return self._then(self._operators.grouped_items, batcher)
+        return self._then(self._operators.grouped_items, batcher, length=batches(batchsize, drop_last_if_not_full))
 
+    @overload
+    def sliding(
+        self: Chain[Composable[Any], T],
+        window_size: int,
+        *,
+        deepcopy: bool = False,
+        stride: int = 1,
+        drop_last_if_not_full: bool = True,
+        min_window_size: int = 1,
+        fill_nan_on_partial: Literal[False] = False,
+    ) -> Composable[list[T]]: ...
+    @overload
+    def sliding(
+        self: Chain[Composable[Any], T],
+        window_size: int,
+        *,
+        deepcopy: bool = False,
+        stride: int = 1,
+        drop_last_if_not_full: bool = True,
+        min_window_size: int = 1,
+        fill_nan_on_partial: bool = False,
+    ) -> Composable[list[T | None]]: ...
+    @overload
+    def sliding(
+        self: Chain[AsyncComposable[Any], T],
+        window_size: int,
+        *,
+        deepcopy: bool = False,
+        stride: int = 1,
+        drop_last_if_not_full: bool = True,
+        min_window_size: int = 1,
+        fill_nan_on_partial: Literal[False] = False,
+    ) -> AsyncComposable[list[T]]: ...
+    @overload
+    def sliding(
+        self: Chain[AsyncComposable[Any], T],
+        window_size: int,
+        *,
+        deepcopy: bool = False,
+        stride: int = 1,
+        drop_last_if_not_full: bool = True,
+        min_window_size: int = 1,
+        fill_nan_on_partial: bool = False,
+    ) -> AsyncComposable[list[T | None]]: ...
     def sliding(
         self,
         window_size: int,
@@ -121,7 +284,7 @@ class Chain(Stage, Generic[S]):
         drop_last_if_not_full: bool = True,
         min_window_size: int = 1,
         fill_nan_on_partial: bool = False,
-    ) -> S:
+    ) -> Chain[Any, Any]:
         """Lists of `window_size` consecutive items, each window `stride` items after the last.
 
         Args:
@@ -140,7 +303,9 @@ class Chain(Stage, Generic[S]):
         """
         Window.check(window_size, stride, min_window_size)
         options = (deepcopy, stride, drop_last_if_not_full, min_window_size, fill_nan_on_partial)
-        return self._then(self._operators.grouped_items, functools.partial(Window, window_size, *options))
+        length = windows(window_size, stride, drop_last_if_not_full, min_window_size, fill_nan_on_partial)
+        window = functools.partial(Window, window_size, *options)
+        return self._then(self._operators.grouped_items, window, length=length)
 
     def shuffle(self, size: int = DEFAULT_SHUFFLE_SIZE, seed: int | str | None = None) -> S:
         """Shuffle within a buffer of `size` items (1,000 by default; 0 or 1: no shuffle); the same `seed`
@@ -149,11 +314,11 @@ class Chain(Stage, Generic[S]):
             raise ValueError(f"shuffle buffer size must be >= 0, got {size}")
         unseeded = f".shuffle({size}) without seed=" if size > 1 and seed is None else ""
         buffer = functools.partial(ShuffleBuffer.seeded, max(size, 1), seed)
-        return self._then(self._operators.grouped_items, buffer, unseeded=unseeded)
+        return self._then(self._operators.grouped_items, buffer, unseeded=unseeded, length=same)
 
     def take(self, n: int | None) -> S:
         """Only the first `n` items (all of them when `n` is None)."""
-        return self._then(self._operators.take_items, n)
+        return self._then(self._operators.take_items, n, length=taken(n))
 
     def loop(self, n: int | None = None) -> S:
         """Iterate the stream `n` times over (forever when None); the source must be re-iterable.
@@ -163,25 +328,44 @@ class Chain(Stage, Generic[S]):
         """
         return self._loop(n)
 
-    def flatten(self) -> S:
+    @overload
+    def flatten(self: Chain[Composable[Any], Iterable[U]]) -> Composable[U]: ...
+    @overload
+    def flatten(self: Chain[AsyncComposable[Any], AsyncIterable[U]]) -> AsyncComposable[U]: ...
+    @overload
+    def flatten(self: Chain[AsyncComposable[Any], Iterable[U]]) -> AsyncComposable[U]: ...
+    def flatten(self) -> Chain[Any, Any]:
         """Yield the elements of each item (on the async face, an item may be an async iterable)."""
         return self._then(self._operators.flatten_items)
 
-    def zip_index(self, pad_length: int | None = None) -> S:
+    @overload
+    def zip_index(self: Chain[Composable[Any], T], pad_length: None = None) -> Composable[tuple[int, T]]: ...
+    @overload
+    def zip_index(self: Chain[Composable[Any], T], pad_length: int) -> Composable[tuple[str, T]]: ...
+    @overload
+    def zip_index(self: Chain[AsyncComposable[Any], T], pad_length: None = None) -> AsyncComposable[tuple[int, T]]: ...
+    @overload
+    def zip_index(self: Chain[AsyncComposable[Any], T], pad_length: int) -> AsyncComposable[tuple[str, T]]: ...
+    def zip_index(self, pad_length: int | None = None) -> Chain[Any, Any]:
         """Yield ``(index, item)`` pairs, counting from 0; with `pad_length`, the index is a string padded
         with zeros to at least that many digits (``"007"``), as squirrel-core gives it."""
-        return self._then(self._operators.zip_index_items, pad_length)
+        return self._then(self._operators.zip_index_items, pad_length, length=same)
 
     def monitor(self, callback: Callable[[dict[str, Any]], Any], every: float = 10.0) -> S:
         """Call `callback` every `every` seconds and at the end with items, items/s and, from upstream
         loaders, bytes and bytes/s fetched, fetches in flight and objects skipped.
         `squirrel.metrics.log_metrics` is a ready callback that logs them.
         """
-        return self._then(self._operators.monitor_items, callback, every, self.loader_metrics())
+        return self._then(self._operators.monitor_items, callback, every, self.loader_metrics(), length=same)
 
     def tqdm(self, **tqdm_kwargs: Any) -> S:
-        """Show a tqdm progress bar while iterating (`tqdm_kwargs` go to ``tqdm.auto.tqdm``)."""
-        return self._then(self._operators.tqdm_items, tqdm_kwargs)
+        """Show a tqdm progress bar while iterating (`tqdm_kwargs` go to ``tqdm.auto.tqdm``).
+
+        The bar's total, and so its ETA, is the stream's length when it is known as a pass starts (see
+        `length`: a sized source, a loader's store index; on the async face the index is read on the loop);
+        a ``total=`` given here wins.
+        """
+        return self._then(self._operators.tqdm_items, tqdm_kwargs, self, length=same)
 
     def compose(self, constructor: Callable[..., C], *args: Any, **kwargs: Any) -> C:
         """Append a stage of your own: ``constructor(*args, **kwargs)`` with this stream as its `source`."""

@@ -44,7 +44,8 @@ class StoreUnavailable(SquirrelError, ConnectionError):
 
     The message names the request (object URL, store URL and gs:// endpoint), the attempts made, the seconds
     spent and the last error, which is also chained as ``__cause__``. A `ConnectionError` (so an `OSError`),
-    so ``except OSError`` clauses written for the raw network errors still catch it.
+    so ``except OSError`` clauses written for the raw network errors still catch it. Built with the
+    `message`, and, as attributes, the `request`, the `attempts` made and the seconds `elapsed`.
     """
 
     def __init__(self, message: str, *, request: str = "", attempts: int = 0, elapsed: float = 0.0) -> None:
@@ -60,9 +61,13 @@ class StoreUnavailable(SquirrelError, ConnectionError):
 class StoreTimeout(StoreUnavailable, TimeoutError):
     """Retries of a store request ran out of time: its last attempt timed out, or the overall deadline passed.
 
-    Also a `TimeoutError`, so ``except TimeoutError`` keeps catching a request that hangs.
+    Also a `TimeoutError`, so ``except TimeoutError`` keeps catching a request that hangs. Built, as its base,
+    with the `message`, the `request`, the `attempts` made and the seconds `elapsed`.
     """
 
 
 class DeadlineExceeded(StoreTimeout):
-    """A request kept failing (or hanging) until the overall deadline of its `RetryPolicy` passed."""
+    """A request kept failing (or hanging) until the overall deadline of its `RetryPolicy` passed.
+
+    Built, as its base, with the `message`, the `request`, the `attempts` made and the seconds `elapsed`.
+    """

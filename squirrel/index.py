@@ -76,7 +76,8 @@ class IndexEntry:
 
 @dataclass(frozen=True, repr=False)
 class Index:
-    """Every object of a store (sorted by key), and the layout (suffix, compression) it was written for."""
+    """Every object of a store, `entries` sorted by key, and the layout (`suffix`, `compression`) it was
+    written for."""
 
     suffix: str
     compression: str | None
@@ -126,7 +127,8 @@ def describe(key: str, data: bytes | bytearray | memoryview, samples: int) -> In
 
 
 def build_index(suffix: str, compression: str | None, entries: Iterable[IndexEntry]) -> Index:
-    """An index of `entries` (sorted by key) for a store of `suffix` objects; `ValueError` on a duplicate key."""
+    """An index of `entries` (sorted by key) for a store of `suffix` objects with `compression`; `ValueError`
+    on a duplicate key."""
     ordered = tuple(sorted(entries, key=lambda entry: entry.key))
     for before, after in itertools.pairwise(ordered):
         if before.key == after.key:
@@ -150,7 +152,7 @@ def dump_index(index: Index) -> bytes:
 
 
 def parse_index(data: bytes | bytearray | memoryview, source: str) -> Index:
-    """Parse and strictly validate index bytes; `DecodeError` naming `source` when anything is wrong.
+    """Parse and strictly validate index bytes `data`; `DecodeError` naming `source` when anything is wrong.
 
     Whatever the bytes hold (not UTF-8, truncated, nested 100,000 deep, numbers of 400 digits, a value of
     the wrong type anywhere), the only error raised is a `DecodeError`: an index is read from a store, so
@@ -169,7 +171,8 @@ def parse_index(data: bytes | bytearray | memoryview, source: str) -> Index:
 
 
 def check_layout(index: Index, suffix: str, compression: str | None, source: str) -> None:
-    """`DecodeError` if `index` was written for objects other than ``<key><suffix>`` with `compression`."""
+    """`DecodeError` naming `source` (the index's URL) if `index` was written for objects other than
+    ``<key><suffix>`` with `compression`."""
     if (index.suffix, index.compression) != (suffix, compression):
         raise DecodeError(
             f"index {source} lists {index.suffix!r} objects (compression={index.compression!r}), but this store "
@@ -179,7 +182,8 @@ def check_layout(index: Index, suffix: str, compression: str | None, source: str
 
 
 def verify_object(entry: IndexEntry, data: bytes | bytearray | memoryview, object_url: str, source: str) -> None:
-    """`DecodeError` ("stale index") if `data` does not have the size and crc32c the index recorded for it."""
+    """`DecodeError` ("stale index", naming `object_url` and the index `source`) if `data` does not have the
+    size and crc32c of its index `entry`."""
     if len(data) != entry.size:
         found = f"{len(data)} bytes, index {source} says {entry.size}"
     elif (crc := checksum(data)) != entry.crc32c:

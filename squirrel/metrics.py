@@ -16,6 +16,7 @@ class LoaderMetrics:
     """What a loader's stream has done so far: objects and bytes fetched, fetches under way, objects skipped.
 
     Updated from the IO loop and the consumer's thread; plain int updates, exact enough for monitoring.
+    Fields: `objects` and `bytes` fetched, fetches `in_flight`, objects `skipped` (``on_error="skip"``).
     """
 
     objects: int = 0
@@ -40,7 +41,8 @@ def log_metrics(report: dict[str, Any]) -> None:
 
 
 def report(count: int, seconds: float, sources: list[LoaderMetrics]) -> dict[str, Any]:
-    """A monitor report: items and their rate, plus the counters (and byte rate) of upstream loaders."""
+    """A monitor report: `count` items in `seconds` and their rate, plus the counters (and byte rate) of the
+    upstream loaders' metrics, `sources`."""
     seconds = max(seconds, 1e-9)
     result: dict[str, Any] = {"items": count, "seconds": seconds, "items_per_second": count / seconds}
     for source in sources:

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, final
 
 import numpy as np
 
+from squirrel.chain import T
 from squirrel.order import make_numpy_rng
-from squirrel.stages import Stage
+from squirrel.stages import EndlessStream, Stage, UnknownLength, length_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 
     from squirrel.metrics import LoaderMetrics
 
-__all__ = ["BLOCK", "MODES", "STOPS", "Chooser", "MixCursor", "MixedStage"]
+__all__ = ["BLOCK", "MODES", "STOPS", "Chooser", "MixCursor", "MixState", "MixedStage"]
 
 STOPS = ("first", "all", "never")
 """When a mix ends: when the first source runs out, when all have, or never (exhausted sources loop)."""
@@ -126,13 +127,26 @@ class Chooser:
         return counted
 
 
+@final
+class MixState(TypedDict):
+    """Where a pass of a mix is (`MixedStage.state_dict`): its epoch, the draws made, the items taken from each
+    source in its current pass and the sources that ran out."""
+
+    epoch: int
+    position: int
+    taken: list[int]
+    exhausted: list[int]
+
+
 class MixCursor:
     """Where a pass of a mix is: the draws made, the items taken from each source in its current pass (skipped
     ones included) and the sources that ran out. The faces ask it which source to read next and tell it
     what happened; it decides, by the `stop` rule, whether the mix goes on.
     """
 
-    def __init__(self, chooser: Chooser, stop: str, names: Sequence[str], state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, chooser: Chooser, stop: str, names: Sequence[str], state: Mapping[str, Any] | None = None
+    ) -> None:
         self.chooser = chooser
         self.stop = stop
         self.names = names
@@ -169,7 +183,7 @@ class MixCursor:
                 "it would be looped forever; mix only sources that have items, or use stop='all'"
             )
 
-    def state(self, epoch: int) -> dict[str, Any]:
+    def state(self, epoch: int) -> MixState:
         """This position as plain data, for `MixedStage.load_state_dict`."""
         return {
             "epoch": epoch,
@@ -179,7 +193,7 @@ class MixCursor:
         }
 
 
-def checked_state(state: dict[str, Any], count: int) -> dict[str, Any]:
+def checked_state(state: Mapping[str, Any], count: int) -> MixState:
     """`state` (from `MixedStage.state_dict`) for a mix of `count` sources, its values as ints.
 
     Raises `ValueError` naming the key that is missing or does not fit the mix.
@@ -198,7 +212,33 @@ def checked_state(state: dict[str, Any], count: int) -> dict[str, Any]:
     return {"epoch": int(state["epoch"]), "position": int(state["position"]), "taken": taken, "exhausted": exhausted}
 
 
-class MixedStage(Stage):
+def _length_or_none(source: Any) -> int | None:
+    """`source`'s length, None when it never ends; `UnknownLength` when unknown."""
+    try:
+        return length_of(source)
+    except EndlessStream:
+        return None
+
+
+def _first_run_out(chooser: Chooser, lengths: dict[int, int]) -> int:
+    """The draw at which a source first turns out to have run out (so the items a ``stop="first"`` pass yields),
+    for sources of `lengths` items drawn by `chooser`. Ends within ``sum(lengths) + 1`` draws."""
+    left = dict(lengths)
+    block = 0
+    while True:
+        chosen = np.asarray(chooser.block(block, frozenset()))
+        ends = []
+        for index, remaining in left.items():
+            draws = np.flatnonzero(chosen == index)
+            if remaining < draws.size:
+                ends.append(int(draws[remaining]))
+            left[index] = remaining - draws.size
+        if ends:
+            return block * BLOCK + min(ends)
+        block += 1
+
+
+class MixedStage(Stage, Generic[T]):
     """What both faces of a mix share: its settings, the `Stage` answers, and its state.
 
     `set_epoch` reaches every source that is a stage and changes the draw; `split_kinds` holds a split only
@@ -210,7 +250,7 @@ class MixedStage(Stage):
 
     def __init__(
         self,
-        sources: Sequence[Any],
+        sources: Sequence[Iterable[T] | AsyncIterable[T]],
         weights: Sequence[float] | None = None,
         seed: int | str | None = None,
         stop: str = "first",
@@ -242,7 +282,7 @@ class MixedStage(Stage):
         self.stop = stop
         self.mode = mode
         self._epoch = 0
-        self._pending: dict[str, Any] | None = None
+        self._pending: MixState | None = None
         self._live: MixCursor | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -265,7 +305,48 @@ class MixedStage(Stage):
         """The counters of every loader upstream of any source."""
         return [metrics for source in self.sources if isinstance(source, Stage) for metrics in source.loader_metrics()]
 
-    def state_dict(self) -> dict[str, Any]:
+    def known_length(self) -> int:
+        """How many items a pass yields, from its sources' lengths (sources of weight zero are never read).
+
+        ``stop="all"``: their sum. ``stop="first"``: the draws up to the one that finds a source run out,
+        computed without reading, as the draw is a pure function of the seed and epoch (`Chooser`): in turn
+        for ``mode="round_robin"``, simulated a `BLOCK` of draws at a time for ``mode="sample"``, which needs
+        a seed (without one each pass draws anew) and sources that end. ``stop="never"``: `EndlessStream`.
+        Raises `UnknownLength` saying why otherwise, e.g. for a pass resumed by `load_state_dict` or a
+        source of unknown length.
+        """
+        if self._pending is not None:
+            raise UnknownLength("the mix resumes mid-pass (load_state_dict): how much is left is not counted")
+        if self.stop == "never":
+            raise EndlessStream("mix(stop='never') starts each source anew when it runs out: it never ends")
+        drawn = [index for index, weight in enumerate(self.weights) if weight > 0]
+        if self.stop == "all":
+            return sum(length_of(self.sources[index]) for index in drawn)
+        if self.mode == "round_robin":  # draw p takes drawn[p % n]: source i runs out at its (length + 1)-th draw
+            ends = [_length_or_none(self.sources[index]) for index in drawn]
+            finite = [length * len(drawn) + turn for turn, length in enumerate(ends) if length is not None]
+            if not finite:
+                raise EndlessStream("every source of this mix(stop='first') is endless")
+            return min(finite)
+        if self.seed is None:
+            raise UnknownLength("mix(seed=None) draws anew each pass: where its first source runs out is not known")
+        lengths = {index: _length_or_none(self.sources[index]) for index in drawn}
+        if all(length is None for length in lengths.values()):
+            raise EndlessStream("every source of this mix(stop='first') is endless")
+        known = {index: length for index, length in lengths.items() if length is not None}
+        if len(known) < len(lengths):  # the draw may take very long to reach the end of a finite source
+            raise UnknownLength("a mix(stop='first', mode='sample') of endless and finite sources is not counted")
+        return _first_run_out(Chooser(self.weights, self.mode, self.seed, self._epoch), known)
+
+    async def load_length(self) -> int | None:
+        """Read what `known_length` needs of every source that is a stage (their stores' indexes), and
+        return `length`."""
+        for source in self.sources:
+            if isinstance(source, Stage):
+                await source.load_length()
+        return self.length()
+
+    def state_dict(self) -> MixState:
         """Where the latest pass is: its epoch, the draws made, the items taken from each source in its
         current pass and the sources that ran out (the state a `load_state_dict` set, before a pass).
 
@@ -275,9 +356,9 @@ class MixedStage(Stage):
         self._require_replayable()
         if self._live is not None:
             return self._live.state(self._epoch)
-        return dict(self._pending) if self._pending is not None else self._cursor(0).state(self._epoch)
+        return self._pending.copy() if self._pending is not None else self._cursor(0).state(self._epoch)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: MixState) -> None:
         """Make the next pass continue where the pass `state` was taken from ended: its epoch, each source
         resumed after the items taken from it, exhausted sources left out. Raises `ValueError` for a state
         that does not fit this mix, or when a pass could not be replayed (see `state_dict`)."""
@@ -296,7 +377,7 @@ class MixedStage(Stage):
                 f"cannot save or resume this mix: {'; '.join(found)} draws a new order each pass; give a seed"
             )
 
-    def _cursor(self, seed: int | str, state: dict[str, Any] | None = None) -> MixCursor:
+    def _cursor(self, seed: int | str, state: Mapping[str, Any] | None = None) -> MixCursor:
         chooser = Chooser(self.weights, self.mode, seed, self._epoch)
         names = [type(source).__name__ for source in self.sources]
         return MixCursor(chooser, self.stop, names, state)

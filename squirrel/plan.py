@@ -16,6 +16,7 @@ from squirrel.errors import DecodeError
 from squirrel.order import ShardInterleaver, consumed_per_shard, make_numpy_rng, shuffled_keys
 from squirrel.sample import validate_key
 from squirrel.splits import Split, current_split, equal_quota, take_share
+from squirrel.stages import UnknownLength
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -137,6 +138,26 @@ class LoadPlan:
             for worker in range(split.num_workers)
         ]
         return equal_quota(counts, split, self.equalize)
+
+    def length(self, index: Index | None, where: str) -> int:
+        """How many samples this reader yields in a pass, from the store's `index` (at `where`): the samples
+        of its share of the keys (split by rank and worker, in this epoch's order), or its `equalize` quota
+        (0 for an empty share, which "pad" cannot fill).
+
+        The index is trusted: a pass that skips objects on error (``on_error="skip"``) yields fewer, and one
+        over objects changed since indexing yields what they now hold; neither is known before reading.
+        Raises `UnknownLength` without an index, or for a key the index does not list: counting would then
+        mean reading every object.
+        """
+        if index is None:
+            raise UnknownLength(f"no index at {where}: build one with write_index() to know the stream's length")
+        listed = self.key_iterator or ()  # the index lists its own keys
+        missing = next((key for key in listed if key not in index), None)
+        if missing is not None:
+            raise UnknownLength(f"{missing!r} is not in the index {where}: rewrite it with write_index()")
+        own = sum(_count(index, key) for key in self.reader_keys(index.keys))
+        quota = self.quota(index, where) if own else None
+        return own if quota is None else quota
 
     def replay(self, index: Index | None, skip: int) -> LoadPlan | None:
         """This plan for a pass resumed after `skip` samples, where objects whose samples all came before

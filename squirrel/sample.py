@@ -106,7 +106,7 @@ class Sample:
 
     @classmethod
     def trusted(cls, value: Any, key: Any) -> Sample:
-        """A sample from decoded data, checking only that `key` is a str (codecs' hot path).
+        """A sample of `value` from decoded data, checking only that `key` is a str (codecs' hot path).
 
         Keys are validated again wherever they become paths, so this skips no safety check.
         """

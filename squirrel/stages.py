@@ -5,17 +5,70 @@ that reads a store with a `LoadPlan` (`PlannedStage`: the loaders' and zarr's st
 the blocking face of such a stream (`BlockingPlannedStage`) answers from its async twin's.
 `to_torch_iterable`, `monitor` and resume learn about the loader at the top of a chain this way, without
 looking for attributes.
+
+Length is one of these questions: `Stage.length` (None when unknown), `Stage.known_length` (raising
+`UnknownLength` that says why) and ``len(stream)``. A sized source answers its ``len()``, a loader's stream
+its store's index, an operator computes its answer from its upstream's; nothing is read to count.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Iterable, Sized
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from squirrel._runtime import on_io_loop, run_sync
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from squirrel.lengths import LengthRule
     from squirrel.metrics import LoaderMetrics
     from squirrel.plan import LoadPlan
 
-__all__ = ["BlockingPlannedStage", "PlannedStage", "Stage"]
+__all__ = [
+    "BlockingPlannedStage",
+    "EndlessStream",
+    "Operator",
+    "OperatorStage",
+    "PlannedStage",
+    "Stage",
+    "UnknownLength",
+    "length_of",
+]
+
+
+class UnknownLength(TypeError):
+    """A stream's length is not known without reading it; the message says why (a `filter` upstream, a store
+    without an index, a source without ``len()``).
+
+    ``len(stream)`` raises it. It is a `TypeError`, as ``len()`` raises for an object that has no length, so
+    ``list(stream)``, which asks ``len()`` for a size hint and ignores a `TypeError`, still works.
+    """
+
+
+class EndlessStream(UnknownLength):
+    """The stream never ends (``loop()`` without a count, a mix with ``stop="never"``): ``take(n)`` after it
+    yields exactly `n` items, so that length is known."""
+
+
+def length_of(source: object) -> int:
+    """How many items a pass over `source` yields: a stage's `Stage.known_length`, or ``len()`` of a sized
+    iterable (a list, a range, a numpy array).
+
+    Raises `UnknownLength` for anything else: an iterator or generator, a callable that makes its iterable
+    when a pass starts, an object whose ``len()`` raises `TypeError`.
+    """
+    if isinstance(source, Stage):
+        return source.known_length()
+    if callable(source) and not isinstance(source, Iterable | AsyncIterable):
+        raise UnknownLength(f"the source is a callable ({type(source).__name__}) that makes its items as a pass starts")
+    if not isinstance(source, Sized):
+        raise UnknownLength(f"the source, a {type(source).__name__}, has no len()")
+    try:
+        return len(source)
+    except TypeError as exc:
+        raise UnknownLength(f"the source, a {type(source).__name__}, has no len(): {exc}") from exc
 
 
 class Stage:
@@ -49,6 +102,83 @@ class Stage:
         """The counters of every loader upstream."""
         upstream = self.upstream_stage()
         return upstream.loader_metrics() if upstream is not None else []
+
+    def length(self) -> int | None:
+        """How many items a pass of this stream yields, when that is known without reading it; None when it
+        is not (`known_length` says why).
+
+        Asking costs at most a read of the stores' indexes upstream; on the async face `length` reads
+        nothing, and ``await stream.load_length()`` reads them and answers. A pass that does not ask pays
+        nothing.
+        """
+        try:
+            return self.known_length()
+        except UnknownLength:
+            return None
+
+    def known_length(self) -> int:
+        """How many items a pass of this stream yields; `UnknownLength` (a `TypeError`) saying why when that
+        is not known without reading the items, `EndlessStream` for a stream that never ends.
+
+        A sized source answers its ``len()``; a loader's stream answers from its store's index (this
+        reader's share, the `equalize` quota); an operator computes its answer from its upstream's: the
+        same for one item out per item in (`map`, `async_map`, `shuffle`, `zip_index`, `tqdm`...), fewer
+        for `take` and `batched`, more for `loop`; unknown after `filter` and `flatten`.
+
+        This base answers for a stage whose behaviour it cannot know (your own stage class): unknown.
+        Override it to answer, asking `upstream_stage` for the length above.
+        """
+        raise UnknownLength(f"{type(self).__name__} does not say how many items it yields (see Stage.known_length)")
+
+    async def load_length(self) -> int | None:
+        """Read what `known_length` needs, here and upstream (the stores' indexes), on the running loop, and
+        return `length`: the async face's way to ask, as a sync ``len()`` cannot wait for I/O (``len(stream)``
+        then answers too, or raises `UnknownLength` saying why)."""
+        if (upstream := self.upstream_stage()) is not None:
+            await upstream.load_length()
+        return self.length()
+
+    def __len__(self) -> int:
+        """`known_length`: raises `UnknownLength` (a `TypeError`) saying why when the length is unknown."""
+        return self.known_length()
+
+    def __bool__(self) -> bool:
+        """Always true, as an iterator is, whatever its length: ``if stream:`` reads no index and works for a
+        stream whose length is unknown."""
+        return True
+
+
+@dataclass(frozen=True)
+class Operator:
+    """What an operator stage applies (`squirrel.chain.Chain._then`): ``function(upstream items, *args)``.
+
+    `keeps_positions`: item ``i`` out is item ``i`` in (a resumed pass skips upstream); `unseeded`: why a
+    second pass would not repeat this one's order (an unseeded shuffle), or empty; `length`: the stage's
+    length from its upstream's (`squirrel.lengths`; None: it depends on the items).
+    """
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    keeps_positions: bool = False
+    unseeded: str = ""
+    length: LengthRule | None = None
+
+
+class OperatorStage(Stage):
+    """A stage applying an `Operator` to its upstream stage's items, on either face (each face adds how it
+    iterates); resume and `known_length` learn what they need from the operator."""
+
+    def __init__(self, upstream: Stage, operator: Operator) -> None:
+        super().__init__(upstream)
+        self.upstream = upstream
+        self.operator = operator
+
+    def known_length(self) -> int:
+        """This stage's length from its upstream's, by its rule; `UnknownLength` when it depends on the items."""
+        if self.operator.length is None:
+            name = self.operator.function.__name__.removesuffix("_items")
+            raise UnknownLength(f"{name}() yields a number of items that depends on the items")
+        return self.operator.length(self.upstream)
 
 
 class PlannedStage(Stage):
@@ -91,3 +221,12 @@ class BlockingPlannedStage(PlannedStage):
     def metrics(self) -> LoaderMetrics:  # type: ignore[override]  # read-only here: the async stream's
         """The async stream's counters."""
         return self.aio.metrics
+
+    def known_length(self) -> int:
+        """The async stream's length (see `Stage.known_length`), what it needs read first on squirrel's IO
+        loop. Called on that loop itself, which must not wait on itself, it answers from what was read
+        before, or raises `UnknownLength`."""
+        if on_io_loop():
+            return self.aio.known_length()
+        known = run_sync(self.aio.load_length())
+        return known if known is not None else self.aio.known_length()  # unknown: raises, saying why

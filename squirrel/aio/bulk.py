@@ -254,7 +254,8 @@ async def _write_on(
 def write_shard(
     store: AsyncRecordStore, key: str, items: list[Any], make_sample: MakeSample | None = None
 ) -> list[IndexEntry]:
-    """Build the shard `key` from `items` (see `_build_shard`) and write it to `store`, with a loop of its own
+    """Build the shard `key` from `items` (each through `make_sample` when given: see `_build_shard`) and
+    write it to `store`, with a loop of its own
     (an executor's task, e.g. in a dask worker), closing the store after; the shard's index entries.
 
     Top level, so executors that pickle their tasks can ship it. Raises what `_build_shard` or the write raises.

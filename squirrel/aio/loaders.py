@@ -18,15 +18,18 @@ from squirrel.aio.stores.record import AsyncRecordStore
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncComposable
 from squirrel.arguments import named_for_caller
+from squirrel.errors import DecodeError
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
-from squirrel.stages import PlannedStage
+from squirrel.sample import Sample
+from squirrel.stages import PlannedStage, UnknownLength
 
 if TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator, Iterable
 
     from squirrel.codec.csv import Dtypes
+    from squirrel.index import Index
 
 __all__ = [
     "AsyncCsvLoader",
@@ -78,7 +81,7 @@ async def replay(store: AsyncRecordStore, plan: LoadPlan, skip: int) -> LoadPlan
     return plan.replay(await store.read_index(), skip)
 
 
-class AsyncLoaderStream(PlannedStage, AsyncComposable):
+class AsyncLoaderStream(PlannedStage, AsyncComposable[Sample]):
     """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
 
     def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
@@ -86,11 +89,38 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable):
         self.store = store
         self.plan = plan
         self.metrics = LoaderMetrics()
+        self._length_index: Index | None = None
+        self._length_problem: str | None = (
+            f"the index of {store.url} is not read yet: `await stream.load_length()` reads it (a sync len() "
+            "cannot wait for the event loop)"
+        )
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Sample]:
         return self._samples()
 
-    async def _samples(self) -> AsyncIterator[Any]:
+    async def load_length(self) -> int | None:
+        """Read the store's index for `known_length` and return `length`. The index is the one the store
+        read last (each pass reads it anew), read now if it has found none yet (so one written since is
+        found). An index that cannot be read makes the length unknown (the pass raises the error, if it
+        reads the index)."""
+        store = self.store
+        try:
+            index = store._index if store._index is not None else await store.read_index()
+        except (DecodeError, OSError) as exc:
+            self._length_problem = f"the index {store.index_url} could not be read ({exc})"
+        else:
+            self._length_index, self._length_problem = index, None
+        return self.length()
+
+    def known_length(self) -> int:
+        """How many samples this reader yields in a pass, from the store's index (see `LoadPlan.length`:
+        objects a pass skips on error are counted). Reads nothing: `UnknownLength` until `load_length` has
+        read the index, and without one."""
+        if self._length_problem is not None:
+            raise UnknownLength(self._length_problem)
+        return self.plan.length(self._length_index, self.store.index_url)
+
+    async def _samples(self) -> AsyncIterator[Sample]:
         limit = await quota(self.store, self.plan)
         if limit is None:
             async with closing(self.one_pass()) as samples:
@@ -109,7 +139,7 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable):
             if produced == before:
                 return  # nothing to read at all: an empty share cannot be padded
 
-    async def one_pass(self, plan: LoadPlan | None = None) -> AsyncIterator[Any]:
+    async def one_pass(self, plan: LoadPlan | None = None) -> AsyncIterator[Sample]:
         """One pass over this reader's samples (of `plan`, by default the stream's own)."""
         plan = plan or self.plan
         order = plan.order()
@@ -253,6 +283,10 @@ class AsyncCsvLoader(AsyncRecordLoader):
     """Streams the rows of a csv store (or of one csv file) as samples.
 
     Values are strings unless `dtypes` maps a column to a converter, e.g. ``{"label": int, "score": float}``.
+
+    Args:
+        url: the store's folder, or one ``.csv`` file (``.csv.gz``, ``.csv.zst``).
+        dtypes: converters by column name, applied when reading (default: every value a string).
     """
 
     store_class: ClassVar[type[AsyncRecordStore]] = AsyncCsvStore

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from squirrel.aio.operators import close, iterate
 from squirrel.aio.stream import AsyncComposable
+from squirrel.chain import T
 from squirrel.mixing import MixCursor, MixedStage
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ def _open(source: Iterable[Any] | AsyncIterable[Any], skip: int) -> AsyncIterato
     return _skipped(iterator, skip) if skip else iterator
 
 
-class AsyncMixedStream(MixedStage, AsyncComposable):
-    """Several async streams (or iterables) mixed into one; see `mix`.
+class AsyncMixedStream(MixedStage[T], AsyncComposable[T]):
+    """Several async streams (or iterables) of items of type `T` mixed into one; see `mix`.
 
     A resumed pass (`load_state_dict`) reads and drops the items already taken from each source: the async
     streams have no hook to pass over them without reading.

@@ -21,6 +21,7 @@ from squirrel.metrics import report as metrics_report
 
 if TYPE_CHECKING:
     from squirrel.batching import Grouper
+    from squirrel.stages import Stage
 
 __all__ = [
     "async_map_items",
@@ -242,11 +243,15 @@ async def flatten_items(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         await close(source)
 
 
-async def tqdm_items(source: AsyncIterator[Any], tqdm_kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-    """Pass items through, counting them on a ``tqdm.auto.tqdm(**tqdm_kwargs)`` progress bar."""
+async def tqdm_items(source: AsyncIterator[Any], tqdm_kwargs: dict[str, Any], upstream: Stage) -> AsyncIterator[Any]:
+    """Pass items through, counting them on a ``tqdm.auto.tqdm(**tqdm_kwargs)`` progress bar, of
+    ``total=await upstream.load_length()`` unless `tqdm_kwargs` gives one (which reads the stores' indexes
+    upstream on this loop)."""
     from tqdm.auto import tqdm
 
     try:
+        if "total" not in tqdm_kwargs:
+            tqdm_kwargs = {**tqdm_kwargs, "total": await upstream.load_length()}
         with tqdm(**tqdm_kwargs) as bar:
             async for item in source:
                 bar.update(1)

@@ -85,6 +85,14 @@ class RetryPolicy:
     ``STORAGE_EMULATOR_HOST``, a dead port) costs nothing per attempt, so it fails after those 16 to 32 s,
     not minutes. `request_timeout` lets one attempt move a large shard over a slow link; `deadline`
     bounds everything, an endpoint that drops packets or a server that accepts and never answers included.
+
+    Args:
+        attempts: tries in all, the first included (default 8).
+        initial_backoff: longest wait before the first retry, in seconds (default 0.5); it doubles with each
+            further retry.
+        max_backoff: longest wait between two attempts, in seconds (default 8).
+        request_timeout: longest a single attempt may take, in seconds (default 120; None: no limit).
+        deadline: longest all attempts together may take, waits included (default 180; None: no limit).
     """
 
     attempts: int = 8
@@ -99,7 +107,7 @@ class RetryPolicy:
     """Longest all attempts together may take, waits included (None: no limit)."""
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Sleep before retry number `attempt` (1-based): equal jitter under a capped exponential.
+        """Sleep before retry number `attempt` (1-based): equal jitter under a capped exponential, drawn from `rng`.
 
         Half the cap is always waited, so retries spread over a predictable window; the random half keeps
         many clients that failed together from retrying in lockstep.

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio import operators as ops
-from squirrel.chain import Chain
+from squirrel.chain import Chain, T
+from squirrel.lengths import looped
+from squirrel.stages import Operator, OperatorStage, length_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["AsyncComposable", "AsyncIterableSource"]
 
 
-class AsyncComposable(Chain["AsyncComposable"]):
-    """Base of every async stream. Subclass it and override `__aiter__` to write your own stage.
+class AsyncComposable(Chain["AsyncComposable[T]", T]):
+    """Base of every async stream of items of type `T`. Subclass it and override `__aiter__` to write your own
+    stage.
 
     Its operators (`map`, `async_map`, `batched`, ...) are `squirrel.chain.Chain`'s, the same as the sync
     `Composable`'s. Like it, every stage answers `set_epoch`, `split_kinds` and `loader_metrics` for the
@@ -30,25 +33,38 @@ class AsyncComposable(Chain["AsyncComposable"]):
 
     _operators: ClassVar[ModuleType] = ops
 
-    def __init__(self, source: Iterable[Any] | AsyncIterable[Any] | Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        source: Iterable[T] | AsyncIterable[T] | Callable[[], Iterable[T] | AsyncIterable[T]] | None = None,
+    ) -> None:
         self.source = source
 
-    def upstream_stage(self) -> AsyncComposable | None:
+    def upstream_stage(self) -> AsyncComposable[Any] | None:
         """The stage this one reads from, if it is an `AsyncComposable`."""
         return self.source if isinstance(self.source, AsyncComposable) else None
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[T]:
         if self.source is None:
             raise ValueError(f"{type(self).__name__} has no source to iterate")
         return ops.iterate(self.source)
 
-    def _then(self, operator: Callable[..., AsyncIterator[Any]], *args: Any, **_resume: Any) -> AsyncComposable:
-        return _Stage(self, operator, args)  # the async face has no resume: `_resume` (see `Chain._then`) unused
+    def known_length(self) -> int:
+        """The length of the source this stage iterates as it is (`squirrel.stages.length_of`); `UnknownLength`
+        for a subclass with its own `__aiter__` that does not answer here, and for a source of unknown length.
 
-    def _loop(self, n: int | None) -> AsyncComposable:
+        Reads nothing: a loader's stream upstream answers once its index is read (`load_length` reads it).
+        """
+        if type(self).__aiter__ is not AsyncComposable.__aiter__:
+            return super().known_length()
+        return length_of(self.source)
+
+    def _apply(self, operator: Operator) -> AsyncComposable[Any]:
+        return _Stage(self, operator)  # the async face has no resume: the operator's resume fields go unused
+
+    def _loop(self, n: int | None) -> AsyncComposable[T]:
         return _Loop(self, n)
 
-    async def collect(self) -> list[Any]:
+    async def collect(self) -> list[T]:
         """Iterate to the end and return every item in a list."""
         async with ops.closing(aiter(self)) as iterator:
             return [item async for item in iterator]
@@ -60,21 +76,15 @@ class AsyncComposable(Chain["AsyncComposable"]):
                 pass
 
 
-class AsyncIterableSource(AsyncComposable):
+class AsyncIterableSource(AsyncComposable[T]):
     """A stream over an iterable, an async iterable, or a callable returning one."""
 
 
-class _Stage(AsyncComposable):
-    def __init__(
-        self, source: AsyncComposable, operator: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...]
-    ) -> None:
-        super().__init__(source)
-        self.upstream = source
-        self.operator = operator
-        self.args = args
+class _Stage(OperatorStage, AsyncComposable):
+    upstream: AsyncComposable
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self.operator(aiter(self.upstream), *self.args)
+        return aiter(self.operator.function(aiter(self.upstream), *self.operator.args))
 
 
 class _Loop(AsyncComposable):
@@ -82,6 +92,9 @@ class _Loop(AsyncComposable):
         super().__init__(source)
         self.upstream = source
         self.n = n
+
+    def known_length(self) -> int:
+        return looped(self.n)(self.upstream)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         done = 0

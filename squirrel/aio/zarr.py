@@ -62,6 +62,10 @@ class AsyncZarrStore(Releasable):
     so a write is not atomic: a reader may see a sample's group before all its arrays are written.
     Use it as ``async with AsyncZarrStore(url) as store:``, or call `aclose`, to release its filesystem.
     `ValueError` at construction for storage options the protocol does not honour (``max_connections``).
+
+    Args:
+        url: the root group's folder: a local path, ``memory://...``, ``gs://bucket/prefix``, ``s3://...``.
+        **storage_options: options of the url's filesystem (``endpoint_url``, ``token``, ...).
     """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
@@ -132,7 +136,7 @@ class AsyncZarrStore(Releasable):
             yield sample
 
     async def set(self, item: Sample | Shard) -> None:
-        """Write a sample (or each sample of a shard) as a group named by its key, replacing any old one.
+        """Write `item`, a sample (or each sample of a shard), as a group named by its key, replacing any old one.
 
         Every sample is checked before anything is written, so a bad value writes nothing: `EncodeError`
         for a value that is not a dict, an object array or a non-array field that is not JSON;
@@ -194,7 +198,7 @@ async def fetch(group: zarr.AsyncGroup, key: str) -> Any:
     return await group.getitem(key)
 
 
-class AsyncZarrLoaderStream(PlannedStage, AsyncComposable):
+class AsyncZarrLoaderStream(PlannedStage, AsyncComposable[Any]):
     """The async stream of `AsyncZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in order.
 
     Re-iterable: each pass opens the root group, lists the keys (unless the plan names them) and plans
@@ -237,6 +241,10 @@ class AsyncZarrLoader(Releasable):
     """Reads a zarr hierarchy by top-level key: ``AsyncZarrLoader(url).get_iter(fetcher_func=...)``.
 
     Use it as ``async with AsyncZarrLoader(url) as loader:``, or call `aclose`, to release its filesystem.
+
+    Args:
+        url: the root group's folder, as for `AsyncZarrStore`.
+        **storage_options: options of the url's filesystem, as for `AsyncZarrStore`.
     """
 
     def __init__(self, url: str, **storage_options: Any) -> None:

@@ -17,6 +17,7 @@ from squirrel.aio.loaders import AsyncLoaderStream, AsyncRecordLoader, open_pass
 from squirrel.driver.record import RecordStore
 from squirrel.driver.twin import SyncTwin, constructor, delegated_stream, shared
 from squirrel.iterstream.base import Composable
+from squirrel.sample import Sample
 from squirrel.stages import BlockingPlannedStage
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def _ordered_chunks(run: Pass) -> Iterator[list[Any]]:
         objects.close()
 
 
-class LoaderStream(BlockingPlannedStage, Composable):
+class LoaderStream(BlockingPlannedStage, Composable[Sample]):
     """The stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order.
 
     The blocking face of `AsyncLoaderStream` (`aio`): the same store, plan and counters; each pass runs the
@@ -77,18 +78,18 @@ class LoaderStream(BlockingPlannedStage, Composable):
             return ["get_iter(shuffle_key_buffer=..., shuffle_item_buffer=...) without seed="]
         return []
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Sample]:
         limit = run_sync(quota(self.aio.store, self.plan)) if self.plan.equalize else None
         if limit is None:
             return self.one_pass()
         return itertools.islice(_repeat_passes(self.one_pass), limit)
 
-    def one_pass(self, plan: LoadPlan | None = None) -> Iterator[Any]:
+    def one_pass(self, plan: LoadPlan | None = None) -> Iterator[Sample]:
         """One pass over this reader's samples (of `plan`, by default the stream's own)."""
         plan = plan or self.plan
         return samples_of(run_sync(open_pass(self.aio.store, plan, self.metrics)))
 
-    def resumed(self, skip: int) -> Iterator[Any]:
+    def resumed(self, skip: int) -> Iterator[Sample]:
         """This reader's pass without its first `skip` samples, for a resume mid-epoch.
 
         With the store's index, objects whose samples all came before are not read: placeholders of

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from squirrel._runtime import run_sync
 from squirrel.arguments import check_call
+from squirrel.docstrings import complete_arguments
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -129,10 +130,16 @@ class SyncTwin:
     """Base of a blocking class whose async twin is ``self.aio``: wrapping, closing and ``with``.
 
     `close` runs the twin's ``aclose`` on the IO loop, releasing its filesystem (a later call opens it
-    again); ``with`` closes on exit.
+    again); ``with`` closes on exit. A subclass's docstring describes every constructor argument, from its
+    async class's (`squirrel.docstrings`).
     """
 
     aio: Any
+    async_class: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        complete_arguments(cls, [*cls.__mro__[1:], *cls.async_class.__mro__])
 
     @classmethod
     def wrapping(cls, aio: Any) -> Self:

@@ -134,7 +134,7 @@ class ZarrStore(SyncTwin):
         return iter(self.fetch(key))
 
     def set(self, item: Sample | Shard) -> None:
-        """Write a sample (or each sample of a shard) as a group named by its key, replacing any old one.
+        """Write `item`, a sample (or each sample of a shard), as a group named by its key, replacing any old one.
 
         Nothing is written if any sample is bad: `EncodeError`, `ValueError` or `TypeError` as for
         `AsyncZarrStore.set`.
@@ -142,7 +142,7 @@ class ZarrStore(SyncTwin):
         _run(self.aio.set(item))
 
 
-class ZarrLoaderStream(BlockingPlannedStage, Composable):
+class ZarrLoaderStream(BlockingPlannedStage, Composable[Any]):
     """The stream of `ZarrLoader.get_iter`: ``fetcher(root, key)`` for this reader's keys, in key order.
 
     Blocking face of `AsyncZarrLoaderStream`: each pass runs it on squirrel's IO loop and hands results

@@ -7,22 +7,26 @@ iterated again gives the same result twice (with seeded shuffles).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.chain import Chain
+from squirrel.chain import Chain, T
 from squirrel.iterstream import operators as ops
+from squirrel.lengths import looped
 from squirrel.splits import current_split
+from squirrel.stages import Operator, OperatorStage, length_of
 
 if TYPE_CHECKING:
     from types import ModuleType
 
+    from squirrel.iterstream.torch import TorchIterable
 __all__ = ["Composable", "IterableSource"]
 
 
-class Composable(Chain["Composable"]):
-    """Base of every sync stream. Subclass it and override `__iter__` to write your own stage.
+class Composable(Chain["Composable[T]", T]):
+    """Base of every sync stream of items of type `T`. Subclass it and override `__iter__` to write your own stage.
 
     Every stage answers the same questions about the chain above it, by asking its `source` (a stage
     adds its own answer where it has one): `set_epoch`, `epoch`, `split_kinds`, `loader_metrics`,
@@ -32,10 +36,10 @@ class Composable(Chain["Composable"]):
 
     _operators: ClassVar[ModuleType] = ops
 
-    def __init__(self, source: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> None:
+    def __init__(self, source: Iterable[T] | Callable[[], Iterable[T]] | None = None) -> None:
         self.source = source
 
-    def upstream_stage(self) -> Composable | None:
+    def upstream_stage(self) -> Composable[Any] | None:
         """The stage this one reads from, if it is a `Composable`."""
         return self.source if isinstance(self.source, Composable) else None
 
@@ -44,11 +48,24 @@ class Composable(Chain["Composable"]):
         upstream = self.upstream_stage()
         return upstream.replay_problems() if upstream is not None else []
 
-    def resumed(self, skip: int) -> Iterator[Any]:
+    def resumed(self, skip: int) -> Iterator[T]:
         """A pass without its first `skip` items; a loader upstream may skip them without reading."""
         return itertools.islice(iter(self), skip, None)
 
-    def __iter__(self) -> Iterator[Any]:
+    def known_length(self) -> int:
+        """The length of the source this stage iterates as it is (`squirrel.stages.length_of`: a stage's, or
+        a sized iterable's ``len()``); `UnknownLength` for a subclass with its own `__iter__` that does not
+        answer here, and for a source of unknown length."""
+        if type(self).__iter__ is not Composable.__iter__:
+            return super().known_length()
+        return length_of(self.source)
+
+    async def load_length(self) -> int | None:
+        """`length`, asked in a worker thread: a sync stream reads what it needs blocking (a loader's on
+        squirrel's IO loop), which must not hold up the running loop (a sync source of an async mix)."""
+        return await asyncio.to_thread(self.length)
+
+    def __iter__(self) -> Iterator[T]:
         if self.source is None:
             raise ValueError(f"{type(self).__name__} has no source to iterate")
         source = self.source
@@ -56,37 +73,35 @@ class Composable(Chain["Composable"]):
             source = source()
         return iter(source)
 
-    def _then(
-        self, operator: Callable[..., Iterator[Any]], *args: Any, keeps_positions: bool = False, unseeded: str = ""
-    ) -> Composable:
-        return _Stage(self, operator, args, keeps_positions, unseeded)
+    def _apply(self, operator: Operator) -> Composable[Any]:
+        return _Stage(self, operator)
 
-    def _loop(self, n: int | None) -> Composable:
+    def _loop(self, n: int | None) -> Composable[T]:
         return _Loop(self, n)
 
-    def split_by_rank_pytorch(self, rank: int | None = None, world_size: int | None = None) -> Composable:
+    def split_by_rank_pytorch(self, rank: int | None = None, world_size: int | None = None) -> Composable[T]:
         """Keep every `world_size`-th item from `rank` (from torch.distributed, the arguments or RANK/WORLD_SIZE).
 
         Prefer a loader's ``get_iter(split_by_rank=True)``, which splits keys before anything is fetched.
         """
         return _ItemSplit(self, "rank", rank, world_size)
 
-    def split_by_worker_pytorch(self) -> Composable:
+    def split_by_worker_pytorch(self) -> Composable[T]:
         """Keep every n-th item from this DataLoader worker's id (n = number of workers).
 
         Prefer a loader's ``get_iter(split_by_worker=True)``, which splits keys before anything is fetched.
         """
         return _ItemSplit(self, "worker", None, None)
 
-    def to_torch_iterable(self) -> Any:
+    def to_torch_iterable(self) -> TorchIterable[T]:
         """This stream as a `torch.utils.data.IterableDataset` (see `squirrel.iterstream.torch`)."""
         from squirrel.iterstream.torch import TorchIterable
 
         return TorchIterable(self)
 
-    def collect(self) -> list[Any]:
+    def collect(self) -> list[T]:
         """Iterate to the end and return every item in a list."""
-        return list(self)
+        return list(iter(self))  # not list(self): it would ask len() for a size hint, reading a loader's index
 
     def join(self) -> None:
         """Iterate to the end, discarding items (for streams run for their side effects)."""
@@ -94,38 +109,26 @@ class Composable(Chain["Composable"]):
             pass
 
 
-class IterableSource(Composable):
+class IterableSource(Composable[T]):
     """A stream over an iterable, or a callable returning one (called anew at each iteration)."""
 
 
-class _Stage(Composable):
+class _Stage(OperatorStage, Composable):
     """An operator over the upstream stage's iterator, with what resume needs to know of it (`Chain._then`)."""
 
-    def __init__(
-        self,
-        source: Composable,
-        operator: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        keeps_positions: bool,
-        unseeded: str,
-    ) -> None:
-        super().__init__(source)
-        self.upstream = source
-        self.operator = operator
-        self.args = args
-        self.keeps_positions = keeps_positions
-        self.unseeded = unseeded
+    upstream: Composable
 
     def __iter__(self) -> Iterator[Any]:
-        return self.operator(iter(self.upstream), *self.args)
+        return iter(self.operator.function(iter(self.upstream), *self.operator.args))
 
     def resumed(self, skip: int) -> Iterator[Any]:
-        if self.keeps_positions:  # item i out is item i in: the upstream skips (a loader without reading)
-            return self.operator(self.upstream.resumed(skip), *self.args)
+        if self.operator.keeps_positions:  # item i out is item i in: the upstream skips (a loader without reading)
+            return iter(self.operator.function(self.upstream.resumed(skip), *self.operator.args))
         return super().resumed(skip)
 
     def replay_problems(self) -> list[str]:
-        return ([self.unseeded] if self.unseeded else []) + self.upstream.replay_problems()
+        unseeded = self.operator.unseeded
+        return ([unseeded] if unseeded else []) + self.upstream.replay_problems()
 
 
 class _ItemSplit(Composable):
@@ -144,6 +147,10 @@ class _ItemSplit(Composable):
         split = current_split(self.kind == "rank", self.kind == "worker", self.rank, self.world_size)
         return itertools.islice(iter(self.source), split.index, None, split.readers)
 
+    def known_length(self) -> int:
+        split = current_split(self.kind == "rank", self.kind == "worker", self.rank, self.world_size)
+        return len(range(split.index, self.source.known_length(), split.readers))
+
 
 class _Loop(Composable):
     source: Composable
@@ -151,6 +158,9 @@ class _Loop(Composable):
     def __init__(self, source: Composable, n: int | None) -> None:
         super().__init__(source)
         self.n = n
+
+    def known_length(self) -> int:
+        return looped(self.n)(self.source)
 
     def __iter__(self) -> Iterator[Any]:
         done = 0

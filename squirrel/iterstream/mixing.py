@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from squirrel.chain import T
 from squirrel.iterstream.base import Composable
 from squirrel.mixing import MixCursor, MixedStage
 
@@ -38,8 +39,8 @@ def _close(iterators: dict[int, Iterator[Any]]) -> None:
     iterators.clear()
 
 
-class MixedStream(MixedStage, Composable):
-    """Several sync streams (or re-iterable iterables) mixed into one; see `mix`."""
+class MixedStream(MixedStage[T], Composable[T]):
+    """Several sync streams (or re-iterable iterables) of items of type `T` mixed into one; see `mix`."""
 
     def replay_problems(self) -> list[str]:
         """Why a pass could not be replayed exactly: an unseeded draw, or a source's unseeded shuffle."""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from squirrel.batching import Grouper
+    from squirrel.stages import Stage
 
 __all__ = [
     "as_concurrent_future",
@@ -297,10 +298,14 @@ def flatten_items(source: Iterator[Iterable[Any]]) -> Iterator[Any]:
         yield from item
 
 
-def tqdm_items(source: Iterator[Any], tqdm_kwargs: dict[str, Any]) -> Iterator[Any]:
-    """Pass items through, counting them on a ``tqdm.auto.tqdm(**tqdm_kwargs)`` progress bar."""
+def tqdm_items(source: Iterator[Any], tqdm_kwargs: dict[str, Any], upstream: Stage) -> Iterator[Any]:
+    """Pass items through, counting them on a ``tqdm.auto.tqdm(**tqdm_kwargs)`` progress bar, of
+    ``total=upstream.length()`` unless `tqdm_kwargs` gives one (asked once the pass has started: a loader's
+    pass has read its store's index by then)."""
     from tqdm.auto import tqdm
 
+    if "total" not in tqdm_kwargs:
+        tqdm_kwargs = {**tqdm_kwargs, "total": upstream.length()}
     with tqdm(**tqdm_kwargs) as bar:
         for item in source:
             bar.update(1)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import multiprocessing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, final, overload
 
 import torch.utils.data
 
+from squirrel.chain import T
 from squirrel.splits import rank_and_world_size, worker_and_num_workers
 
 if TYPE_CHECKING:
@@ -19,10 +20,31 @@ if TYPE_CHECKING:
 
     from squirrel.iterstream.base import Composable
 
-__all__ = ["MAX_WORKERS", "TorchIterable", "batches_taken"]
+__all__ = ["MAX_WORKERS", "LoopState", "ReaderState", "TorchIterable", "batches_taken"]
 
 
-def _require_replayable(stream: Composable) -> None:
+@final  # no other keys: `load_state_dict` tells the two states apart by their keys
+class ReaderState(TypedDict):
+    """One reader's position (`TorchIterable.state_dict` called bare, as torchdata's ``StatefulDataLoader`` does
+    in each worker): the items of epoch `epoch` that worker `worker` of `workers` yielded so far."""
+
+    epoch: int
+    worker: int
+    workers: int
+    items: int
+
+
+@final
+class LoopState(TypedDict):
+    """Every worker's position, worked out in the main process from the batches a plain ``DataLoader`` loop
+    consumed (`TorchIterable.state_dict` with `batches_consumed`): the items of epoch `epoch` each worker
+    yielded (keys may be strings once the state went through JSON)."""
+
+    epoch: int
+    consumed: dict[int, int]
+
+
+def _require_replayable(stream: Composable[Any]) -> None:
     if found := stream.replay_problems():
         raise ValueError(
             f"cannot resume this stream: {'; '.join(found)} draws a new order each pass, so a resumed pass "
@@ -39,7 +61,7 @@ class _Position:
     workers: int
     items: int  # of the epoch's pass, skipped ones included
 
-    def as_state(self) -> dict[str, int]:
+    def as_state(self) -> ReaderState:
         return {"epoch": self.epoch, "worker": self.worker, "workers": self.workers, "items": self.items}
 
 
@@ -47,8 +69,8 @@ MAX_WORKERS = 1024
 """Most DataLoader workers a `TorchIterable` tracks (one shared 8-byte slot each)."""
 
 
-class TorchIterable(torch.utils.data.IterableDataset[Any]):
-    """An `IterableDataset` over a squirrel stream, for `DataLoader` workers and DDP ranks.
+class TorchIterable(torch.utils.data.IterableDataset[T]):
+    """An `IterableDataset` over a squirrel stream of items of type `T`, for `DataLoader` workers and DDP ranks.
 
     - Refuses to run with several workers or ranks when nothing upstream splits the data (every reader
       would see every sample).
@@ -64,7 +86,7 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         process works out every worker's position from the batches the loop consumed.
     """
 
-    def __init__(self, stream: Composable) -> None:
+    def __init__(self, stream: Composable[T]) -> None:
         super().__init__()
         self.stream = stream
         context = multiprocessing.get_context()
@@ -85,7 +107,7 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         """Iterate epoch `epoch` next (a new order for a seeded loader); seen by workers too."""
         self._epoch.value = epoch
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         # Not a generator: the checks and the reset of this worker's end run when the DataLoader asks
         # for the iterator (at the start of an epoch), not at its first batch.
         worker, num_workers = worker_and_num_workers()
@@ -126,7 +148,7 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
             )
         return restored.items
 
-    def _items(self, worker: int, skip: int) -> Iterator[Any]:
+    def _items(self, worker: int, skip: int) -> Iterator[T]:
         for item in self.stream.resumed(skip) if skip else self.stream:
             self._consumed += 1
             yield item
@@ -136,9 +158,13 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         """Items each worker skips in `epoch`: those consumed before a resume, in the resumed epoch only."""
         return self._skip if epoch == self._resume_epoch else {}
 
+    @overload
+    def state_dict(self, batches_consumed: None = None, batch_size: int = 1, num_workers: int = 0) -> ReaderState: ...
+    @overload
+    def state_dict(self, batches_consumed: int, batch_size: int = 1, num_workers: int = 0) -> LoopState: ...
     def state_dict(
         self, batches_consumed: int | None = None, batch_size: int = 1, num_workers: int = 0
-    ) -> dict[str, Any]:
+    ) -> ReaderState | LoopState:
         """Where iteration is, to resume later with `load_state_dict`.
 
         Called bare (as torchdata's ``StatefulDataLoader`` does, in each worker), it returns the position of
@@ -171,7 +197,7 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
         consumed = {w: starts[w] + taken[w] * size for w in readers}
         return {"epoch": epoch, "consumed": {w: min(n, ends[w]) if ends[w] >= 0 else n for w, n in consumed.items()}}
 
-    def _position(self) -> dict[str, int]:
+    def _position(self) -> ReaderState:
         """This reader's position: the restored one until a pass starts, else that of its latest pass."""
         if self._restored is not None:
             return self._restored.as_state()
@@ -180,7 +206,7 @@ class TorchIterable(torch.utils.data.IterableDataset[Any]):
             return _Position(self._epoch.value, worker, num_workers, 0).as_state()
         return _Position(self._pass_epoch, worker, num_workers, self._consumed).as_state()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: ReaderState | LoopState) -> None:
         """Resume from a `state_dict()`: its epoch is set, and the first items already consumed are skipped.
 
         A reader's position (``{"epoch", "worker", "workers", "items"}``, what ``StatefulDataLoader``

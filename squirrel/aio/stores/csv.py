@@ -149,6 +149,10 @@ class AsyncCsvStore(AsyncRecordStore):
 
     Values read back as strings unless `dtypes` maps a column to a converter (``{"label": int}``). A
     sample's key is its row's ``key`` column, or ``"<shard>:<row>"`` in a file without one.
+
+    Args:
+        url: the store's folder, or one ``.csv`` file (``.csv.gz``, ``.csv.zst``): its only key is its stem.
+        dtypes: converters by column name, applied when reading (default: every value a string).
     """
 
     codec: CsvCodec = CsvCodec()
@@ -157,10 +161,10 @@ class AsyncCsvStore(AsyncRecordStore):
     whole_objects: ClassVar[bool] = False
 
     def __init__(
-        self, url: str, compression: str | None = None, *, dtypes: Dtypes | None = None, **options: Any
+        self, url: str, compression: str | None = None, *, dtypes: Dtypes | None = None, **storage_options: Any
     ) -> None:
         self.file_key, compression = single_file_key(url, compression)
-        super().__init__(url, compression, **options)
+        super().__init__(url, compression, **storage_options)
         self.codec = CsvCodec(dtypes)
 
     @property
@@ -187,8 +191,8 @@ class AsyncCsvStore(AsyncRecordStore):
         return [self.file_key] if await self._request(self.url, fs._exists, self.layout.root) else []
 
     def decode(self, key: str, data: Buffer) -> list[Sample]:
-        """Every sample of the whole object `key`, given its stored bytes (pure CPU); gzip is inflated a
-        piece at a time, and refused past `max_decompressed_size` (`DecodeError`)."""
+        """Every sample of the whole object `key`, given its stored bytes `data` (pure CPU); gzip is inflated
+        a piece at a time, and refused past `max_decompressed_size` (`DecodeError`)."""
         return self.codec.decode(
             data,
             self.object_url(key),
@@ -235,7 +239,8 @@ class AsyncCsvStore(AsyncRecordStore):
         return data, stamp
 
     async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
-        """The first chunk of each object of `keys`; a missing one comes back with its `error` set."""
+        """The first chunk of each object of `keys` (`pool` is unused: chunks are small); a missing one comes
+        back with its `error` set."""
         fetched = []
         for key in keys:
             try:
@@ -280,7 +285,8 @@ class AsyncCsvStore(AsyncRecordStore):
             raise _changed(url) from None
 
     def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
-        """The samples of one object in batches, parsed as its chunks arrive (`rest` reads the others)."""
+        """The samples of one object in batches, parsed as its chunks arrive: `fetched` holds the first,
+        `rest` reads the others."""
         decoder = self.codec.decoder(
             self.object_url(fetched.key), fetched.key, self.compression, self.max_decompressed_size
         )

@@ -164,11 +164,17 @@ class AsyncRecordStore(IndexedStore, Releasable):
         return data
 
     def decompress(self, key: str, data: Buffer) -> Buffer:
-        """The stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL)."""
+        """`data`, the stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL).
+
+        `DecodeError` naming the object for corrupt data or data inflating past `max_decompressed_size`.
+        """
         return decompress(data, self.compression, self.object_url(key), self.max_decompressed_size)
 
     def decode(self, key: str, data: Buffer) -> list[Sample]:
-        """Decompress and decode the stored bytes of object `key` (pure CPU; safe to run in a thread)."""
+        """Decompress and decode `data`, the stored bytes of object `key` (pure CPU; safe to run in a thread).
+
+        `DecodeError` naming the object if they are not a valid object of this store's codec.
+        """
         return self.codec.decode(self.decompress(key, data), self.object_url(key))
 
     def object_pass(self, key: str) -> Pass:
@@ -205,8 +211,9 @@ class AsyncRecordStore(IndexedStore, Releasable):
 
     async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
         """Read, check and inflate the objects `keys`: on a blocking filesystem (local disk, memory://) all
-        in one worker thread, on an object store as concurrent requests. A missing or bad object comes
-        back with its `error` set, so the caller decides whether it stops the pass."""
+        in one worker thread, large ones into recycled buffers of `pool` (None: fresh memory), on an object
+        store as concurrent requests. A missing or bad object comes back with its `error` set, so the
+        caller decides whether it stops the pass."""
         if self.verify_checksums:
             await self._loaded_index()
         fs = self._fs()
@@ -241,11 +248,11 @@ class AsyncRecordStore(IndexedStore, Releasable):
         return Fetched(key, data)
 
     def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
-        """Objects of this store are read whole: there is never a rest."""
+        """Objects of this store are read whole: there is never a rest of `fetched` (`NotImplementedError`)."""
         raise NotImplementedError(f"{type(self).__name__} reads objects whole")
 
     def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
-        """The samples of one fetched (inflated) object, as one chunk."""
+        """The samples of one `fetched` (inflated) object, as one chunk (whole: `rest` is never read)."""
         yield self.codec.decode(fetched.data, self.object_url(fetched.key))
 
     # -- writing -------------------------------------------------------------------------------

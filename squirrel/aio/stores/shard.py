@@ -22,7 +22,14 @@ FORMATS = ("squirrel", "squirrel-core")
 
 
 class AsyncShardStore(AsyncRecordStore):
-    """Base of the stores that hold one object per shard, in squirrel's layout or squirrel-core's (`format`)."""
+    """Base of the stores that hold one object per shard, in squirrel's layout or squirrel-core's (`format`).
+
+    Args:
+        format: "squirrel" (default) or "squirrel-core": squirrel-core 0.20's layout (``<key>.gz``, always
+            gzip), read and written as that library does, so its datasets load without conversion.
+
+    Raises `ValueError` for an unknown format, or a compression other than gzip with "squirrel-core".
+    """
 
     one_object_per_sample: ClassVar[bool] = False
     max_objects_per_read: ClassVar[int] = 1
