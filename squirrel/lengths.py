@@ -16,7 +16,7 @@ from squirrel.stages import EndlessStream
 if TYPE_CHECKING:
     from squirrel.stages import Stage
 
-__all__ = ["LengthRule", "batches", "looped", "same", "taken", "window_count", "windows"]
+__all__ = ["LengthRule", "batches", "same", "taken", "window_count", "windows"]
 
 LengthRule = Callable[["Stage"], int]
 """A stage's length from its upstream stage (see the module docstring)."""
@@ -54,20 +54,6 @@ def batches(size: int, drop_last: bool) -> LengthRule:
 def windows(size: int, stride: int, drop_last: bool, min_size: int, fill: bool) -> LengthRule:
     """``sliding(...)``: see `window_count`."""
     return lambda upstream: window_count(upstream.known_length(), size, stride, drop_last, min_size, fill)
-
-
-def looped(n: int | None) -> LengthRule:
-    """``loop(n)``: `n` passes; without `n`, `EndlessStream`, unless a pass is empty (which ends the loop)."""
-
-    def rule(upstream: Stage) -> int:
-        once = upstream.known_length()
-        if n is None:
-            if once:
-                raise EndlessStream("loop() without a count repeats its source forever")
-            return 0
-        return max(n, 0) * once
-
-    return rule
 
 
 def window_count(items: int, size: int, stride: int, drop_last: bool, min_size: int, fill: bool) -> int:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BlockingPlannedStage",
     "EndlessStream",
+    "LoopStage",
     "Operator",
     "OperatorStage",
     "PlannedStage",
@@ -179,6 +180,25 @@ class OperatorStage(Stage):
             name = self.operator.function.__name__.removesuffix("_items")
             raise UnknownLength(f"{name}() yields a number of items that depends on the items")
         return self.operator.length(self.upstream)
+
+
+class LoopStage(Stage):
+    """A stage that iterates its upstream stage `n` times over (``loop(n)``; None: for ever), on either face
+    (each face adds how it iterates). An empty pass ends the loop: another would be empty too."""
+
+    def __init__(self, upstream: Stage, n: int | None) -> None:
+        super().__init__(upstream)
+        self.upstream = upstream
+        self.n = n
+
+    def known_length(self) -> int:
+        """`n` times the upstream's length; without `n`, `EndlessStream`, unless a pass is empty."""
+        once = self.upstream.known_length()
+        if self.n is None:
+            if once:
+                raise EndlessStream("loop() without a count repeats its source forever")
+            return 0
+        return max(self.n, 0) * once
 
 
 class PlannedStage(Stage):

@@ -9,14 +9,18 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pytest
 import torch.utils.data
 
 from squirrel.aio import AsyncMessagepackLoader, AsyncMessagepackStore
-from squirrel.aio.shard_cache import ENTRY_SUFFIX, Expected, ShardCache
+from squirrel.aio.buffer_pool import BufferPool
+from squirrel.aio.cached_source import CachedSource, cache_writer
+from squirrel.aio.shard_cache import ENTRY_SUFFIX, MAGIC, Expected, ShardCache
 from squirrel.driver import CsvLoader, MessagePackDataLoader, MessagepackStore, Shard
 from squirrel.index import checksum
 from tests.fault_proxy import FaultProxy
@@ -343,6 +347,154 @@ def test_an_entry_that_does_not_match_the_index_is_not_written(tmp_path: Path) -
     assert not cache.put(url, data + b"x", expected)  # bytes the index does not describe
     assert not cache.put(url, data, Expected(len(data)))  # nothing to match a later read against
     assert cache.size() == 0
+
+
+# -- what a hit and an insert cost, and what they still check ----------------------------------------
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["bytes", "pool"])
+def test_a_hit_is_read_whole_into_the_pass_buffers(pooled: bool, tmp_path: Path) -> None:
+    cache = ShardCache(tmp_path, LARGE)
+    url, data, expected = _entry(1, size=300_000)
+    assert cache.put(url, data, expected)
+    pool = BufferPool(2) if pooled else None
+    got = cache.get(url, expected, pool)
+    assert got == data
+    assert isinstance(got, memoryview if pooled else bytes)  # a view of a recycled buffer, or plain bytes
+    small_url, small, small_expected = _entry(3, size=1_000)
+    assert cache.put(small_url, small, small_expected)
+    assert type(cache.get(small_url, small_expected, pool)) is bytes  # small: read plainly, as a local read
+
+
+def test_a_hit_in_the_pass_buffers_starts_where_a_buffer_starts(tmp_path: Path) -> None:
+    """Whatever its header's length, a hit's bytes start a recycled buffer, as a local read's do, so the
+    arrays decoded from them are as aligned (the codec aligns them from the object's start)."""
+    cache = ShardCache(tmp_path, LARGE)
+    data = bytes(range(256)) * 1_100  # over POOLED_BYTES
+    expected = Expected(len(data), crc32c=checksum(data))
+    for extra in range(16):  # headers of 16 lengths: the bytes after them at every offset modulo 16
+        url = f"gs://b/{'k' * extra}"
+        assert cache.put(url, data, expected)
+        got = cache.get(url, expected, BufferPool(2))
+        assert isinstance(got, memoryview) and got == data
+        assert np.frombuffer(got, np.uint8).ctypes.data % 16 == 0
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["bytes", "pool"])
+@pytest.mark.parametrize("damage", ["truncated", "appended", "flipped", "header only", "magic", "length"])
+def test_a_damaged_entry_is_never_served_and_is_removed(damage: str, pooled: bool, tmp_path: Path) -> None:
+    cache = ShardCache(tmp_path, LARGE)
+    url, data, expected = _entry(2, size=300_000)
+    assert cache.put(url, data, expected)
+    path = Path(cache.entry_path(url))
+    whole = path.read_bytes()
+    path.write_bytes(
+        {
+            "truncated": whole[:-1],
+            "appended": whole + b"\0",
+            "flipped": whole[:-100] + bytes([whole[-100] ^ 1]) + whole[-99:],
+            "header only": whole[: len(whole) - len(data)],
+            "magic": b"X" + whole[1:],
+            "length": whole[: len(MAGIC)] + b"\xff\xff\xff\xff" + whole[len(MAGIC) + 4 :],
+        }[damage]
+    )
+    assert cache.get(url, expected, BufferPool(2) if pooled else None) is None
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["bytes", "pool"])
+def test_an_entry_whose_header_outgrows_the_first_read_is_served(pooled: bool, tmp_path: Path) -> None:
+    cache = ShardCache(tmp_path, LARGE)
+    data = bytes(range(256)) * 40
+    url, expected = "gs://b/" + "k" * 6_000, Expected(len(data), crc32c=checksum(data))
+    assert cache.put(url, data, expected)
+    assert cache.get(url, expected, BufferPool(2) if pooled else None) == data
+
+
+def test_an_insert_that_fits_does_not_scan_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ShardCache(tmp_path, LARGE)
+    scans = []
+    entries = ShardCache.entries
+    monkeypatch.setattr(ShardCache, "entries", lambda self: scans.append(1) or entries(self))
+    for i in range(20):
+        assert cache.put(*_entry(i))
+    assert len(scans) == 1  # the first insert, which found no ledger; then the ledger shows room
+    assert len(entry_files(tmp_path)) == 20
+
+
+def test_the_ledger_never_counts_less_than_the_disk_holds(tmp_path: Path) -> None:
+    cache = ShardCache(tmp_path, 3 * 10_200)  # three entries of 10,000 bytes and their headers
+    entries = [_entry(i) for i in range(6)]
+    for url, data, expected in entries[:3]:
+        assert cache.put(url, data, expected)
+    assert cache.put(*entries[0])  # replacing an entry counts its new bytes, not both
+    ledger = int((tmp_path / ".lock").read_bytes())
+    assert ledger == cache.size()
+    os.unlink(cache.entry_path(entries[1][0]))  # gone behind the ledger's back (by hand, or a reader)
+    assert int((tmp_path / ".lock").read_bytes()) > cache.size()
+    assert cache.put(*entries[3])  # the ledger says full: a scan finds the room, and evicts nothing
+    assert [cache.get(url, expected) is not None for url, _, expected in entries[:4]] == [True, False, True, True]
+    assert cache.put(*entries[4])  # now full: the least recently used goes
+    assert cache.size() <= cache.limit
+    assert int((tmp_path / ".lock").read_bytes()) >= cache.size()
+
+
+def test_a_folder_without_a_ledger_is_scanned(tmp_path: Path) -> None:
+    cache = ShardCache(tmp_path, 3 * 10_200)
+    for i in range(3):
+        assert cache.put(*_entry(i))
+    (tmp_path / ".lock").write_bytes(b"")  # as an older squirrel left it
+    assert cache.put(*_entry(3))
+    assert cache.size() <= cache.limit
+    assert len(entry_files(tmp_path)) == 3
+
+
+class _HeldCache(ShardCache):
+    """A cache whose inserts wait until the test lets them go (a slow disk)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, LARGE)
+        self.go = threading.Event()
+
+    def put(self, url: str, data: Any, expected: Expected) -> bool:
+        assert self.go.wait(30)
+        return super().put(url, data, expected)
+
+
+async def test_a_miss_reaches_the_pass_before_its_entry_is_written(tmp_path: Path) -> None:
+    store = AsyncMessagepackStore(f"memory://cache-behind-{os.getpid()}/store")
+    await store.set(Shard(make_samples(PER_SHARD), key="a"))
+    stored = await store.read_bytes("a")
+    cache = _HeldCache(tmp_path)
+    source = CachedSource(store, cache, {"a": Expected(len(stored), crc32c=checksum(stored))})
+    try:
+        [fetched] = await asyncio.wait_for(source.fetch_objects(["a"], None), 10)  # not waiting for the write
+        assert fetched.error is None and fetched.data == stored
+        assert not entry_files(tmp_path)
+    finally:
+        cache.go.set()
+    # its samples are delivered once its entry is written: a pass that ends has cached what it fetched
+    samples = await asyncio.to_thread(lambda: list(source.decode_object(fetched, list)))
+    assert [s.key for chunk in samples for s in chunk] == [s.key for s in make_samples(PER_SHARD)]
+    assert len(entry_files(tmp_path)) == 1
+    await store.aclose()
+
+
+def _write_in_child(folder: str, queue: multiprocessing.Queue) -> None:
+    url, data, expected = _entry(7)
+    queue.put(cache_writer().submit(ShardCache(folder, LARGE).put, url, data, expected).result(timeout=30))
+
+
+def test_the_cache_writer_works_in_a_forked_child(tmp_path: Path) -> None:
+    assert cache_writer().submit(int, 1).result(timeout=30) == 1  # the parent's threads exist before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_write_in_child, args=(str(tmp_path), queue))
+    child.start()
+    assert queue.get(timeout=60) is True
+    child.join(60)
+    assert child.exitcode == 0
+    assert len(entry_files(tmp_path)) == 1
 
 
 # -- where the cache does nothing, and mistakes --------------------------------------------------------

@@ -19,10 +19,10 @@ from squirrel._runtime import run_sync
 from squirrel.aio import AsyncIterableSource, AsyncMessagepackLoader
 from squirrel.aio.mixing import mix as async_mix
 from squirrel.batching import Window
-from squirrel.lengths import window_count
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 from squirrel.iterstream import IterableSource
 from squirrel.iterstream.mixing import mix as sync_mix
+from squirrel.lengths import window_count
 from squirrel.stages import EndlessStream, UnknownLength
 
 SIZES = [5, 1, 7, 3, 4, 2, 6]  # samples per shard: 28 in all, uneven so that splits and equalize differ

@@ -188,6 +188,7 @@ def _instance_attributes(cls: type) -> set[str]:
             continue
         for node in ast.walk(tree):
             targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            targets = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]  # a, b = ...
             for target in targets:
                 if (
                     isinstance(target, ast.Attribute)

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from squirrel.aio.operators import close, iterate
 from squirrel.aio.stream import AsyncComposable
 from squirrel.chain import T
-from squirrel.mixing import MixCursor, MixedStage
+from squirrel.mixing import MixedStage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+    from squirrel.mix_cursor import MixCursor
 
 __all__ = ["AsyncMixedStream", "mix"]
 

@@ -22,6 +22,7 @@ from squirrel.metrics import report as metrics_report
 if TYPE_CHECKING:
     from squirrel.batching import Grouper
     from squirrel.stages import Stage
+    from squirrel.transforms import MapCalls
 
 __all__ = [
     "async_map_items",
@@ -122,19 +123,12 @@ async def _cancel_all(tasks: Iterable[asyncio.Future[Any]]) -> None:
         await uninterrupted(asyncio.gather(*tasks, return_exceptions=True))
 
 
-async def async_map_items(
-    source: AsyncIterator[Any],
-    fn: Callable[[Any], Any],
-    max_concurrency: int,
-    ordered: bool,
-    executor: Any | None,
-) -> AsyncIterator[Any]:
-    """`fn(item)` with at most `max_concurrency` calls in flight; source order kept unless not `ordered`.
+async def async_map_items(source: AsyncIterator[Any], fn: Callable[[Any], Any], calls: MapCalls) -> AsyncIterator[Any]:
+    """`fn(item)` with at most ``calls.max_concurrency`` calls in flight; source order kept if ``calls.ordered``.
 
     An error in a call is raised at that item with its traceback; the other calls are cancelled.
     """
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    max_concurrency, ordered, executor = calls.max_concurrency, calls.ordered, calls.executor
     owned_pool = None
     if executor is None and not is_async_callable(fn):
         owned_pool = executor = ThreadPoolExecutor(min(max_concurrency, 32), thread_name_prefix="squirrel-map")

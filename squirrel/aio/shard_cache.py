@@ -5,6 +5,12 @@ through a `ShardCache`: a hit is read from local disk, a miss is fetched, then w
 later epochs. Local disk and memory:// stores are read in place and never cached (nothing to gain:
 ``cache_dir`` is accepted and does nothing there, so one script serves local and remote data).
 
+What it costs (`squirrel.aio.cached_source.CachedSource`, a store's pass read through the cache): a hit is
+one worker-thread hop and five system calls (open, two reads, the second into the pass's recycled buffers,
+the touch of its mtime, close) plus its CRC-32 check; a miss is written behind the pass, by the
+`cache_writer` threads, so the request's slot goes to the next object at once (the object's samples wait for
+its entry only if the disk falls behind).
+
 What makes it safe for many DataLoader workers and processes sharing one folder:
 
 - An entry is written to a temp file in the cache folder and renamed over its name (`os.replace`), so a
@@ -15,9 +21,14 @@ What makes it safe for many DataLoader workers and processes sharing one folder:
 - The bound counts the bytes on disk of entries (their small header included): before an entry is
   published, least-recently-used entries are removed until it fits, so the bound holds after every
   insert. An object larger than the whole bound is read but not cached. A hit touches its entry's mtime:
-  that is "last used" (atime is not reliable under ``relatime``/``noatime`` mounts).
-- Each entry records its object's URL, size, crc32c and version, and every hit checks its bytes against
-  its own size and crc32c: a truncated or corrupt entry is never served, it is removed and fetched again.
+  that is "last used" (atime is not reliable under ``relatime``/``noatime`` mounts). The lock file holds
+  a ledger of the entries' total, never below the bytes on disk, so an insert that fits costs no scan of
+  the folder; one that does not fit scans it, for the true total and the least recently used.
+- Each entry records its object's URL, size, crc32c (what the store's index names) and version, and the
+  zlib CRC-32 of its bytes; every hit checks its bytes against its size and CRC-32: a truncated or corrupt
+  entry is never served, it is removed and fetched again. CRC-32 rather than crc32c for that check:
+  zlib's runs without the GIL (google_crc32c holds it, and took a fifth of a warm pass from decoding),
+  and the entry's own integrity needs no match with the store's checksum, which the header's crc32c gives.
 - An entry is served only for the object the store holds now (`Expected`): the size and crc32c in the
   store's index when it has one; else what the listing the pass makes anyway says, or one metadata
   request per object (named keys, ``store.get``): size and crc32c on gs://, size and version (ETag,
@@ -27,37 +38,42 @@ What makes it safe for many DataLoader workers and processes sharing one folder:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from squirrel.aio.pipeline import Fetched
 from squirrel.aio.stores.local import TEMP_SUFFIX, remove_stale_temp_files
-from squirrel.errors import DecodeError
 from squirrel.index import checksum
 from squirrel.plan import check_cache_options
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Mapping
 
     from squirrel.aio.buffer_pool import BufferPool
-    from squirrel.aio.pipeline import Rest
-    from squirrel.aio.stores.record import AsyncRecordStore
     from squirrel.codec.base import Buffer
-    from squirrel.sample import Sample
 
-__all__ = ["ENTRY_SUFFIX", "CachedSource", "Expected", "ShardCache", "object_version"]
+__all__ = ["ENTRY_SUFFIX", "Expected", "ShardCache", "object_version"]
 
 ENTRY_SUFFIX = ".entry"
-MAGIC = b"squirrel-cache-1\n"
+MAGIC = b"squirrel-cache-2\n"
 _LENGTH_BYTES = 4
+_HEAD_BYTES = 4096
+"""What `get` reads first: an entry's magic, length and header (URLs under ~3,900 characters; a longer header
+costs one more read)."""
+_MAX_HEAD_BYTES = 1 << 20
+"""No entry's header is longer (a longer length field is damage, not a reason to read that much)."""
 _LOCK_NAME = ".lock"
+_LEDGER_BYTES = 21
+"""The ledger in the lock file: the entries' total bytes as 20 digits and a newline."""
+POOLED_BYTES = 256 * 1024
+"""Hits at least this large are read into the pass's recycled buffers (fresh pages cost a fault per 4 KiB);
+smaller ones are read plainly, as a local read does (a buffer's bookkeeping would cost more)."""
 STALE_TEMP_SECONDS = 3600.0
 """Temp files of a writer killed mid-write are removed once this old (by the next process that inserts)."""
 
@@ -100,6 +116,7 @@ class _Header:
     url: str
     size: int
     crc32c: str
+    crc32: int
     version: str | None
 
     def serves(self, url: str, expected: Expected) -> bool:
@@ -132,25 +149,27 @@ class ShardCache:
         """Where the entry of object `url` is stored."""
         return os.path.join(self.folder, hashlib.sha256(url.encode()).hexdigest() + ENTRY_SUFFIX)
 
-    def get(self, url: str, expected: Expected) -> bytes | None:
-        """The cached bytes of object `url` if its entry is whole and matches `expected`, else None.
+    def get(self, url: str, expected: Expected, pool: BufferPool | None = None) -> Buffer | None:
+        """The cached bytes of object `url` if its entry is whole and matches `expected`, else None: read
+        into a recycled buffer of `pool` when given and the object is large (a view of it), else as bytes.
 
         A corrupt, truncated or stale entry is removed (a later `put` writes the object's bytes afresh).
+        A hit costs five system calls (open, a read of the header, one of the bytes, the touch of the
+        entry's mtime, close).
         """
         path = self.entry_path(url)
         try:
-            with open(path, "rb") as file:
-                header, data = _read_entry(file)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
-        if header is None or len(data) != header.size or checksum(data) != header.crc32c:
-            _remove(path)  # corrupt or truncated: never served
-            return None
-        if not header.serves(url, expected):
-            _remove(path)  # the object changed (or the entry is another URL's)
-            return None
-        with contextlib.suppress(FileNotFoundError):  # evicted meanwhile: the bytes read are still whole
-            os.utime(path)  # last used: now
+        try:
+            data = _read_entry(fd, url, expected, pool)
+            if data is not None:
+                os.utime(fd)  # last used: now (the file read, even if its name was replaced meanwhile)
+        finally:
+            os.close(fd)
+        if data is None:
+            _remove(path)  # corrupt, truncated, or the object changed: never served
         return data
 
     def put(self, url: str, data: Buffer, expected: Expected) -> bool:
@@ -158,27 +177,38 @@ class ShardCache:
 
         Returns False (and caches nothing) when a later `get` would not serve it: bytes that differ from
         `expected`, an object with no checksum or version to match, or one larger than the whole cache.
+        `OSError` if the folder cannot be written (the entry is then not published).
         """
         stored = bytes(data)
         crc = checksum(stored)
         if not expected.checkable or len(stored) != expected.size or expected.crc32c not in (None, crc):
             return False
-        header = json.dumps({"url": url, "size": len(stored), "crc32c": crc, "version": expected.version}).encode()
+        fields = {
+            "url": url,
+            "size": len(stored),
+            "crc32c": crc,
+            "crc32": zlib.crc32(stored),
+            "version": expected.version,
+        }
+        header = json.dumps(fields).encode()
         prefix = MAGIC + len(header).to_bytes(_LENGTH_BYTES, "big") + header
         if len(prefix) + len(stored) > self.limit:
             return False
         path = self.entry_path(url)
         os.makedirs(self.folder, exist_ok=True)
         temp = os.path.join(self.folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        published = False
         try:
             with open(temp, "wb") as file:
                 file.write(prefix)
                 file.write(stored)
-            with self._locked():
-                self._make_room(len(prefix) + len(stored), keep=path)
+            with self._locked() as ledger:
+                self._make_room(ledger, len(prefix) + len(stored), replaced=path)
                 os.replace(temp, path)
+                published = True
         finally:
-            _remove(temp)
+            if not published:
+                _remove(temp)
         return True
 
     def entries(self) -> dict[str, os.stat_result]:
@@ -196,104 +226,120 @@ class ShardCache:
         return sum(stat.st_size for stat in self.entries().values())
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The folder's exclusive lock (every process and thread inserting into it takes it in turn)."""
+    def _locked(self) -> Iterator[int]:
+        """The folder's exclusive lock (every process and thread inserting into it takes it in turn); yields
+        the lock file's descriptor, which holds the ledger (see `_make_room`)."""
         fd = os.open(os.path.join(self.folder, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if not self._cleaned:  # once per cache object: what killed writers left behind
                 remove_stale_temp_files(self.folder, STALE_TEMP_SECONDS)
                 self._cleaned = True
-            yield
+            yield fd
         finally:
             os.close(fd)  # releases the lock
 
-    def _make_room(self, needed: int, keep: str) -> None:
-        """Remove least-recently-used entries until `needed` more bytes fit (the entry at `keep` is about
-        to be replaced: its old bytes do not count). Called under the lock."""
+    def _make_room(self, ledger: int, needed: int, replaced: str) -> None:
+        """Make `needed` more bytes fit under the bound, for the entry about to replace the one at
+        `replaced` (whose bytes then no longer count), and count them in the ledger. Called under the lock.
+
+        The ledger (the lock file's content) is the entries' total as the inserters left it: it is updated
+        under the lock before each entry is published and when entries are evicted, so it is never below the
+        bytes on disk (a reader that removes a bad entry, or a crash between the update and the rename,
+        leaves it above). While it shows room, an insert costs one stat; else the folder is scanned for
+        the true total and the least-recently-used entries are removed until the new one fits.
+        """
+        try:
+            old = os.stat(replaced).st_size
+        except FileNotFoundError:
+            old = 0
+        total = _read_ledger(ledger)
+        if total is None or total < old or total - old + needed > self.limit:
+            total = self._evict(needed, keep=replaced)
+        else:
+            total -= old
+        _write_ledger(ledger, total + needed)
+
+    def _evict(self, needed: int, keep: str) -> int:
+        """Remove least-recently-used entries until `needed` more bytes fit beside the others (the entry at
+        `keep` is about to be replaced: its bytes do not count); returns the others' total. Under the lock."""
         entries = self.entries()
         entries.pop(keep, None)
         total = sum(stat.st_size for stat in entries.values())
         for path, stat in sorted(entries.items(), key=lambda item: item[1].st_mtime_ns):
             if total + needed <= self.limit:
-                return
+                break
             _remove(path)
             total -= stat.st_size
+        return total
 
 
-def _read_entry(file: Any) -> tuple[_Header | None, bytes]:
-    """The header and bytes of an open entry file; a None header if the file is not a whole entry."""
-    start = file.read(len(MAGIC) + _LENGTH_BYTES)
-    if len(start) != len(MAGIC) + _LENGTH_BYTES or not start.startswith(MAGIC):
-        return None, b""
-    raw = file.read(int.from_bytes(start[len(MAGIC) :], "big"))
+def _read_ledger(fd: int) -> int | None:
+    """The total in ledger `fd`, or None if it holds none (a new folder, or a torn write)."""
+    text = os.pread(fd, _LEDGER_BYTES + 1, 0)
+    if len(text) != _LEDGER_BYTES or not text.endswith(b"\n") or not text[:-1].isdigit():
+        return None
+    return int(text)
+
+
+def _write_ledger(fd: int, total: int) -> None:
+    os.pwrite(fd, b"%0*d\n" % (_LEDGER_BYTES - 1, total), 0)
+
+
+def _read_entry(fd: int, url: str, expected: Expected, pool: BufferPool | None) -> Buffer | None:
+    """The bytes of the entry open as `fd` if it is whole (its header, then exactly the size it names, with
+    the CRC-32 it names) and holds object `url` as `expected` says the store holds it now; else None.
+
+    Two reads: the header (with the first bytes after it), then the bytes and one more (an overlong file
+    shows); an object of `POOLED_BYTES` or more into the start of a recycled buffer of `pool` when given (a
+    view of it is returned: arrays decoded from it are aligned as in a local read), else as bytes. A stale
+    entry's bytes are not read.
+    """
+    head = os.pread(fd, _HEAD_BYTES, 0)
+    start = len(MAGIC) + _LENGTH_BYTES
+    if len(head) < start or not head.startswith(MAGIC):
+        return None
+    offset = start + int.from_bytes(head[len(MAGIC) : start], "big")
+    if offset > _MAX_HEAD_BYTES:
+        return None  # a damaged length: no header is that long
+    if offset > len(head):  # a header longer than one read (a very long URL)
+        head += os.pread(fd, offset - len(head), len(head))
     try:
-        fields = json.loads(raw)
-        header = _Header(str(fields["url"]), int(fields["size"]), str(fields["crc32c"]), fields["version"])
+        fields = json.loads(head[start:offset])
+        header = _Header(
+            str(fields["url"]), int(fields["size"]), str(fields["crc32c"]), int(fields["crc32"]), fields["version"]
+        )
     except (ValueError, KeyError, TypeError):
-        return None, b""
-    return header, file.read()
+        return None
+    if not header.serves(url, expected):
+        return None  # not the object the store holds now
+    data = _read_bytes(fd, header.size + 1, offset, pool if header.size >= POOLED_BYTES else None)
+    if len(data) != header.size or zlib.crc32(data) != header.crc32:
+        return None  # truncated, overlong, or corrupt
+    return data
+
+
+def _read_bytes(fd: int, size: int, offset: int, pool: BufferPool | None) -> Buffer:
+    """Up to `size` bytes of `fd` from `offset` (fewer at its end): into the start of a recycled buffer of
+    `pool` (a view of it), else as bytes. One system call but for reads the kernel cuts short (over 2 GiB
+    on Linux)."""
+    if pool is None:
+        data = os.pread(fd, size, offset)
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        done = len(data)
+        while done < size and (chunk := os.pread(fd, size - done, offset + done)):
+            parts.append(chunk)
+            done += len(chunk)
+        return b"".join(parts)
+    view = pool.take(size)
+    done = 0
+    while done < size and (count := os.preadv(fd, [view[done:]], offset + done)):
+        done += count
+    return view[:done]
 
 
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-class CachedSource:
-    """A store's objects read through a `ShardCache`: the pipeline's `ObjectSource` for a cached pass.
-
-    `expected` is what the store holds now, by key (from its index or listing); None: ask the store per
-    object (one metadata request each). A key it does not list is read without the cache.
-    """
-
-    def __init__(self, store: AsyncRecordStore, cache: ShardCache, expected: Mapping[str, Expected] | None) -> None:
-        self.store = store
-        self.cache = cache
-        self.expected = expected
-
-    @property
-    def objects_per_read(self) -> int:
-        """As the store's (one object per request on object stores)."""
-        return self.store.objects_per_read
-
-    @property
-    def whole_objects(self) -> bool:
-        """As the store's (cached stores read whole objects)."""
-        return self.store.whole_objects
-
-    def object_url(self, key: str) -> str:
-        """The full URL of the object that holds `key`."""
-        return self.store.object_url(key)
-
-    async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
-        """Each object of `keys` from the cache if it holds it as the store does now, else from the store
-        (then cached); a missing or bad object comes back with its `error` set."""
-        return list(await asyncio.gather(*(self._fetch(key, pool) for key in keys)))
-
-    async def _fetch(self, key: str, pool: BufferPool | None) -> Fetched:
-        url = self.store.object_url(key)
-        try:
-            expected = await self._expected(key)
-            if expected is None:
-                return (await self.store.fetch_objects([key], pool))[0]
-            data: Buffer | None = await asyncio.to_thread(self.cache.get, url, expected)
-            if data is None:
-                data = await self.store.read_bytes(key)
-                await asyncio.to_thread(self.cache.put, url, data, expected)
-            return await self.store._inflated(key, data)
-        except (KeyError, DecodeError) as error:
-            return Fetched(key, error=error)
-
-    async def _expected(self, key: str) -> Expected | None:
-        if self.expected is not None:
-            return self.expected.get(key)
-        return await self.store._expectation(key)
-
-    def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
-        """Cached objects are read whole: there is never a rest."""
-        return self.store.read_rest(fetched)
-
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
-        """As the store decodes it."""
-        return self.store.decode_object(fetched, rest)

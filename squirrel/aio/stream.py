@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio import operators as ops
-from squirrel.chain import Chain, T
-from squirrel.lengths import looped
-from squirrel.stages import Operator, OperatorStage, length_of
+from squirrel.chain import T
+from squirrel.stages import LoopStage, Operator, OperatorStage, length_of
+from squirrel.transforms import Transforms
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncComposable", "AsyncIterableSource"]
 
 
-class AsyncComposable(Chain["AsyncComposable[T]", T]):
+class AsyncComposable(Transforms["AsyncComposable[T]", T]):
     """Base of every async stream of items of type `T`. Subclass it and override `__aiter__` to write your own
     stage.
 
@@ -87,14 +87,8 @@ class _Stage(OperatorStage, AsyncComposable):
         return aiter(self.operator.function(aiter(self.upstream), *self.operator.args))
 
 
-class _Loop(AsyncComposable):
-    def __init__(self, source: AsyncComposable, n: int | None) -> None:
-        super().__init__(source)
-        self.upstream = source
-        self.n = n
-
-    def known_length(self) -> int:
-        return looped(self.n)(self.upstream)
+class _Loop(LoopStage, AsyncComposable):
+    upstream: AsyncComposable
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         done = 0

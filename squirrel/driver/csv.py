@@ -40,6 +40,7 @@ class CsvStore(RecordStore):
         """Open the csv store (or file) at `url`."""
 
     dtypes: shared[Dtypes] = shared("The column converters applied when reading.")
+    file_key: shared[str | None] = shared("The only key of a store that is one csv file (None: a folder).")
 
     def get(self, key: str) -> Iterator[Sample]:
         """The samples of shard `key`, streamed in chunks; `KeyError` if there is none (raised here)."""

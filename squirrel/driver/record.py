@@ -58,6 +58,7 @@ class RecordStore(SyncTwin):
     list_objects = blocking(AsyncRecordStore.list_objects)
     list_names = blocking(AsyncRecordStore.list_names)
     list_infos = blocking(AsyncRecordStore.list_infos)
+    info = blocking(AsyncRecordStore.info)
     set = blocking(AsyncRecordStore.set)
     exists = blocking(AsyncRecordStore.exists)
     cleanup = blocking(AsyncRecordStore.cleanup)

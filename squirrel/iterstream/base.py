@@ -12,11 +12,11 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.chain import Chain, T
+from squirrel.chain import T
 from squirrel.iterstream import operators as ops
-from squirrel.lengths import looped
 from squirrel.splits import current_split
-from squirrel.stages import Operator, OperatorStage, length_of
+from squirrel.stages import LoopStage, Operator, OperatorStage, length_of
+from squirrel.transforms import Transforms
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Composable", "IterableSource"]
 
 
-class Composable(Chain["Composable[T]", T]):
+class Composable(Transforms["Composable[T]", T]):
     """Base of every sync stream of items of type `T`. Subclass it and override `__iter__` to write your own stage.
 
     Every stage answers the same questions about the chain above it, by asking its `source` (a stage
@@ -152,21 +152,14 @@ class _ItemSplit(Composable):
         return len(range(split.index, self.source.known_length(), split.readers))
 
 
-class _Loop(Composable):
-    source: Composable
-
-    def __init__(self, source: Composable, n: int | None) -> None:
-        super().__init__(source)
-        self.n = n
-
-    def known_length(self) -> int:
-        return looped(self.n)(self.source)
+class _Loop(LoopStage, Composable):
+    upstream: Composable
 
     def __iter__(self) -> Iterator[Any]:
         done = 0
         while self.n is None or done < self.n:
             empty = True
-            for item in self.source:
+            for item in self.upstream:
                 empty = False
                 yield item
             if empty:  # another pass would yield nothing either: looping on would spin (or flood a store)

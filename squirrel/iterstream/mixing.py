@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from squirrel.chain import T
 from squirrel.iterstream.base import Composable
-from squirrel.mixing import MixCursor, MixedStage
+from squirrel.mixing import MixedStage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+    from squirrel.mix_cursor import MixCursor
 
 __all__ = ["MixedStream", "mix"]
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from squirrel.batching import Grouper
     from squirrel.stages import Stage
+    from squirrel.transforms import MapCalls
 
 __all__ = [
     "as_concurrent_future",
@@ -174,20 +175,13 @@ def _finished(pending: deque[concurrent.futures.Future[Any]], ordered: bool) -> 
         yield future.result()
 
 
-def async_map_items(
-    source: Iterator[Any],
-    fn: Callable[[Any], Any],
-    max_concurrency: int,
-    ordered: bool,
-    executor: Any | None,
-) -> Iterator[Any]:
-    """`fn(item)` with at most `max_concurrency` calls in flight, in source order unless not `ordered`.
+def async_map_items(source: Iterator[Any], fn: Callable[[Any], Any], options: MapCalls) -> Iterator[Any]:
+    """`fn(item)` with at most ``options.max_concurrency`` calls in flight, in source order if ``options.ordered``.
 
-    Coroutine functions run on the IO loop; plain functions on `executor` or an owned thread pool.
+    Coroutine functions run on the IO loop; plain functions on ``options.executor`` or an owned thread pool.
     """
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-    calls = _LoopCalls(fn) if is_async_callable(fn) else _PoolCalls(fn, executor, max_concurrency)
+    max_concurrency, ordered = options.max_concurrency, options.ordered
+    calls = _LoopCalls(fn) if is_async_callable(fn) else _PoolCalls(fn, options.executor, max_concurrency)
     pending: deque[concurrent.futures.Future[Any]] = deque()
     try:
         for item in source:

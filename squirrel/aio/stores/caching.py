@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from squirrel.aio.shard_cache import CachedSource, Expected, ShardCache
+from squirrel.aio.cached_source import CachedSource
+from squirrel.aio.shard_cache import Expected, ShardCache
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS
 from squirrel.plan import check_cache_options
 

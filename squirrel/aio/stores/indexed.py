@@ -93,6 +93,9 @@ class IndexedStore:
             weakref.WeakKeyDictionary()
         )
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.layout.url!r}, compression={self.compression!r})"
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_index_locks"] = None  # loop-bound

@@ -18,7 +18,6 @@ from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
-from squirrel.aio.shard_cache import Expected
 from squirrel.aio.storage_options import check_storage_options, reports_missing_deletes, split_protocol
 from squirrel.aio.stores.caching import cache_options, shard_cache, source_for
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
@@ -91,27 +90,19 @@ class AsyncRecordStore(IndexedStore, Releasable):
         cache_limit: int | None = None,
         **storage_options: Any,
     ) -> None:
-        self.cache_dir: str | None = None
-        """The folder caching objects read from an object store (None: no cache)."""
+        self.cache_dir: str | None = None  # the store's own: None until `cache_options` checks the arguments
         self.cache_limit: int | None = None
-        """The most bytes the cache holds."""
         self.compression = check_compression(compression)
         self.max_decompressed_size = max_decompressed_size
         self.verify_checksums = verify_checksums
         self.storage_options = storage_options
         check_storage_options(split_protocol(url)[0], storage_options, url=url, parameters=type(self).__init__)
         self.layout = Layout.of(url, self.codec.suffix + COMPRESSIONS[compression], storage_options)
-        self.url = self.layout.url
-        """The store's root URL."""
-        self.suffix = self.layout.suffix
-        """The suffix of the store's objects (codec and compression)."""
+        self.url, self.suffix = self.layout.url, self.layout.suffix  # the root URL; the objects' suffix
         self.cache_dir, self.cache_limit = cache_options(self, cache_dir, cache_limit)
         self.retry = retry or (NO_RETRY if self.layout.protocol in LOCAL_PROTOCOLS else RetryPolicy())
         self._filesystems = LoopFilesystems(self.layout.protocol, storage_options)
         super().__init__()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r}, compression={self.compression!r})"
 
     async def aclose(self) -> None:
         """Release this store's filesystem on the running loop (closing its session if it was the last user)."""
@@ -133,13 +124,14 @@ class AsyncRecordStore(IndexedStore, Releasable):
         hop, several hundred µs on a busy machine, serves them all), one per request from object stores."""
         return self.max_objects_per_read if self.layout.protocol in LOCAL_PROTOCOLS else 1
 
-    async def _expectation(self, key: str) -> Expected:
-        """The size and version of object `key` now, from one metadata request; `KeyError` if there is none."""
+    async def info(self, key: str) -> dict[str, Any]:
+        """The filesystem's details of object `key` now (size, version...), from one metadata request;
+        `KeyError` if there is none."""
         try:
-            info = await self._request(self.object_url(key), self._fs()._info, self._object_path(key))
+            info: dict[str, Any] = await self._request(self.object_url(key), self._fs()._info, self._object_path(key))
         except FileNotFoundError:
             raise self._missing(key) from None
-        return Expected.of_info(info)
+        return info
 
     # -- reading -------------------------------------------------------------------------------
 
