@@ -324,9 +324,11 @@ def test_get_does_not_serve_an_entry_of_a_rewritten_object(remote: Remote, tmp_p
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "empty", "garbage"])
 def test_a_corrupt_entry_is_refetched_and_replaced(remote: Remote, damage: str, tmp_path: Path) -> None:
+    """A flipped bit keeps the entry's length: only a store that verifies checksums checks a hit's CRC-32."""
     keys = write_store(remote)
+    loader = MessagePackDataLoader(remote.url, **remote.options, verify_checksums=damage == "flipped")
     cache = {"cache_dir": tmp_path, "cache_limit": LARGE}
-    read_keys(remote, "sync", **cache)
+    assert sorted(s.key for s in loader.get_iter(**cache)) == keys
     path = ShardCache(tmp_path, LARGE).entry_path(f"{remote.url}/shard_003.msgpack")
     whole = Path(path).read_bytes()
     damaged = {
@@ -336,7 +338,7 @@ def test_a_corrupt_entry_is_refetched_and_replaced(remote: Remote, damage: str, 
         "garbage": b"not a cache entry at all",
     }[damage]
     Path(path).write_bytes(damaged)
-    assert read_keys(remote, "sync", **cache) == keys
+    assert sorted(s.key for s in loader.get_iter(**cache)) == keys
     assert remote.downloads("shard_003") == 2 and remote.shard_downloads() == SHARDS + 1
     assert Path(path).read_bytes() == whole  # replaced by a whole entry
 
@@ -400,6 +402,19 @@ def test_a_damaged_entry_is_never_served_and_is_removed(damage: str, pooled: boo
     )
     assert cache.get(url, expected, BufferPool(2) if pooled else None) is None
     assert not path.exists()
+
+
+def test_a_hit_is_checked_against_its_crc_only_when_asked(tmp_path: Path) -> None:
+    """Without `verify` a hit's length is checked, not its bytes (what a warm pass of a store without
+    ``verify_checksums`` reads); with it, a flipped bit is caught."""
+    cache = ShardCache(tmp_path, LARGE)
+    url, data, expected = _entry(4, size=300_000)
+    assert cache.put(url, data, expected)
+    path = Path(cache.entry_path(url))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-100] + bytes([whole[-100] ^ 1]) + whole[-99:])
+    assert cache.get(url, expected, verify=False) is not None
+    assert cache.get(url, expected, verify=True) is None and not path.exists()
 
 
 @pytest.mark.parametrize("pooled", [False, True], ids=["bytes", "pool"])

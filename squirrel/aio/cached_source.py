@@ -75,7 +75,7 @@ class CachedSource:
             expected = await self._expected(key)
             if expected is None:
                 return (await self.store.fetch_objects([key], pool))[0]
-            data = await asyncio.to_thread(self.cache.get, url, expected, pool)
+            data = await asyncio.to_thread(self.cache.get, url, expected, pool, self.store.verify_checksums)
             if data is None:
                 data = await self.store.read_bytes(key)
                 self._writes[key] = cache_writer().submit(self.cache.put, url, data, expected)
