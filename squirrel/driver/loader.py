@@ -128,7 +128,6 @@ class RecordLoader(SyncTwin):
     def __init__(self) -> None:
         """A loader of the store at `url` (nothing is read until `get_iter` is iterated)."""
 
-    url: shared[str] = shared("The store's root URL.")
     compression: shared[str | None] = shared("The compression of the store's objects.")
     default_max_concurrency: shared[int] = shared("Requests in flight when `get_iter` is not told.")
     default_prefetch: shared[int] = shared("Objects held ahead of the consumer when `get_iter` is not told.")

@@ -34,7 +34,6 @@ class RecordStore(SyncTwin):
     def __init__(self) -> None:
         """Open the store at `url` (nothing is read until a method needs it)."""
 
-    url: shared[str] = shared("The store's root URL.")
     compression: shared[str | None] = shared('The compression of stored objects (None, "gzip" or "zstd").')
     layout: shared[Layout] = shared("Where the store's objects live (root, paths, URLs, suffix).")
     suffix: shared[str] = shared("The suffix of the store's objects (codec and compression).")

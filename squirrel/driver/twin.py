@@ -136,6 +136,7 @@ class SyncTwin:
 
     aio: Any
     async_class: ClassVar[type]
+    url: shared[str] = shared("The URL the async twin reads: a store's root, a zarr root group.")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -107,7 +107,6 @@ class ZarrStore(SyncTwin):
     def __init__(self) -> None:
         """Open the zarr hierarchy at `url` (nothing is read until a method needs it)."""
 
-    url: shared[str] = shared("The root group's URL.")
     storage_options: shared[dict[str, Any]] = shared("The options the store's filesystem is made with.")
 
     def open_root(self, mode: str = "r") -> zarr.Group:
@@ -178,7 +177,6 @@ class ZarrLoader(SyncTwin):
         """A loader of the zarr hierarchy at `url`."""
         self.store = ZarrStore.wrapping(self.aio.store)
 
-    url: shared[str] = shared("The root group's URL.")
     storage_options: shared[dict[str, Any]] = shared("The options the store's filesystem is made with.")
 
     def get_store(self, mode: str = "r") -> zarr.Group:
