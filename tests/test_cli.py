@@ -352,12 +352,14 @@ def test_convert_reads_compression_and_writes_to_compression(tmp_path: Path) -> 
     source = label_store(str(tmp_path / "source"), compression="gzip")
     target = str(tmp_path / "target")
     args = ["convert", source, target, "--compression", "gzip", "--to", "jsonl", "--to-compression", "gzip"]
-    result = run(*args)
+    result = run(*args, "--to-level", "9")
     assert result.returncode == 0, result.stderr
     assert [p.name for p in Path(target).glob("*.jsonl.gz")] == ["shard_000000.jsonl.gz"]
     assert run("index", target, "--verify", "--driver", "jsonl", "--compression", "gzip").returncode == 0
     help_text = run("convert", "--help").stdout
     assert "--compression" in help_text and "--to-compression" in help_text and "source" in help_text
+    refused = run("convert", source, str(tmp_path / "t2"), "--compression", "gzip", "--to", "jsonl", "--to-level", "3")
+    assert refused.returncode != 0 and "needs a compression" in refused.stderr
 
 
 def test_convert_refuses_a_destination_that_holds_data(tmp_path: Path) -> None:

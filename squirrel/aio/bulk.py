@@ -86,7 +86,8 @@ async def write_shards(
       position, the shard and the store.
     - `progress` (default False): show a tqdm bar of the samples and shards written, with the total when
       `samples` has a ``len()``.
-    - `storage_options`: passed to the store's filesystem (e.g. ``token=`` for gs://).
+    - `storage_options`: passed to the store: its own options (``compression_level=``, ``retry=``) and its
+      filesystem's (e.g. ``token=`` for gs://).
 
     Raises `TypeError` for a `samples` that is not iterable, a `make_sample` that is not a plain function,
     an `executor` without ``submit`` or a non-int size; `ValueError` for a bad `shard_size`,

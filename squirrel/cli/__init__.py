@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("dst", metavar="DST", help="where to write: a folder, memory://path or gs://bucket/path")
     convert.add_argument("--to", choices=sorted(DRIVERS), required=True, help="the driver of DST")
     convert.add_argument("--to-compression", choices=["gzip", "zstd"], default=None, help="of DST (default: none)")
+    convert.add_argument(
+        "--to-level", type=int, default=None, help="its level: gzip 0-9, zstd 1-22 (default: chosen per shard)"
+    )
     convert.add_argument("--shard-size", type=int, default=1000, help="samples per shard of DST (default: 1000)")
     convert.set_defaults(run=cmd_convert)
     bench = with_store("bench")

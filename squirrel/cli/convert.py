@@ -24,7 +24,7 @@ __all__ = ["cmd_convert"]
 
 def cmd_convert(args: argparse.Namespace) -> None:
     """Stream every sample of URL (read with ``--driver``/``--compression``) into shards of `--shard-size`
-    in DST (written with ``--to``/``--to-compression``), with bounded memory and a bar over the samples,
+    in DST (written with ``--to``/``--to-compression``/``--to-level``), with bounded memory and a bar over the samples,
     and index DST.
 
     Shard drivers go through `squirrel.bulk.write_shards` (concurrent writes, the index written once from
@@ -35,7 +35,8 @@ def cmd_convert(args: argparse.Namespace) -> None:
     progress = read_progress(open_store(args), stream.metrics, "converting")
     samples = progress.follow(iter(stream))  # the pass opens here, off the IO loop that `write_shards` runs on
     if args.to in BULK_DRIVERS:
-        write_shards(samples, args.dst, shard_size=args.shard_size, driver=args.to, compression=args.to_compression)
+        options = {"driver": args.to, "compression": args.to_compression, "compression_level": args.to_level}
+        write_shards(samples, args.dst, shard_size=args.shard_size, **options)
         index = _target(args).read_index()
     else:
         index = _write_one_by_one(samples, _target(args), args.shard_size)
@@ -46,7 +47,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 def _target(args: argparse.Namespace) -> RecordStore:
     target_class, _ = DRIVERS[args.to]
-    return target_class(args.dst, args.to_compression)
+    return target_class(args.dst, args.to_compression, compression_level=args.to_level)
 
 
 def _write_one_by_one(samples: Iterator[Any], target: RecordStore, shard_size: int) -> Index:

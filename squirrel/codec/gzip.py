@@ -16,10 +16,10 @@ _MIN_MEMBER_BYTES = 20  # a 10-byte header, an empty deflate block, an 8-byte tr
 _MAX_DEFLATE_RATIO = 1032  # deflate's largest expansion: 258 bytes from a 2-bit length/distance pair
 
 
-def gzip_compress(data: bytes) -> bytes:
-    """`data` as a single gzip member: at level 6, or as stored deflate blocks (copy speed) for data that
-    does not compress (random pixels, already-compressed images)."""
-    packer = zlib.compressobj(_gzip_level(data), zlib.DEFLATED, _GZIP_WBITS)
+def gzip_compress(data: bytes, level: int | None = None) -> bytes:
+    """`data` as a single gzip member: at `level` when given (0-9), else at level 6, or as stored deflate
+    blocks (copy speed) for data that does not compress (random pixels, already-compressed images)."""
+    packer = zlib.compressobj(_gzip_level(data) if level is None else level, zlib.DEFLATED, _GZIP_WBITS)
     return packer.compress(data) + packer.flush()
 
 

@@ -64,11 +64,18 @@ _MAX_ZSTD_RATIO = zstandard.BLOCKSIZE_MAX // 4  # a block inflates to at most 12
 _THREAD = threading.local()  # each thread's decompressor (see `_decompressor`)
 
 
-def zstd_compress(data: bytes) -> bytes:
-    """`data` as one zstd frame at the parameters `zstd_parameters` picks for it, declaring its content size
-    (readers then inflate it in one call into a buffer of exactly that size) and ending with a checksum of
-    the content (xxHash64: what gzip's CRC-32 is to gzip, for about 7% of inflating's time)."""
-    return zstandard.ZstdCompressor(compression_params=zstd_parameters(data)).compress(data)
+def zstd_compress(data: bytes, level: int | None = None) -> bytes:
+    """`data` as one zstd frame at `level` when given (1-22), else at the parameters `zstd_parameters` picks
+    for it, declaring its content size (readers then inflate it in one call into a buffer of exactly that
+    size) and ending with a checksum of the content (xxHash64: what gzip's CRC-32 is to gzip, for about 7%
+    of inflating's time)."""
+    if level is None:
+        parameters = zstd_parameters(data)
+    else:
+        parameters = zstandard.ZstdCompressionParameters.from_level(
+            level, source_size=len(data), write_content_size=1, write_checksum=1
+        )
+    return zstandard.ZstdCompressor(compression_params=parameters).compress(data)
 
 
 def zstd_parameters(data: bytes) -> zstandard.ZstdCompressionParameters:

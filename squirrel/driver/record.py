@@ -44,6 +44,7 @@ class RecordStore(SyncTwin):
     verify_checksums: shared[bool] = shared("Whether objects read are checked against the index.")
     max_decompressed_size: shared[int] = shared("The largest object accepted after inflating.")
     retry: shared[RetryPolicy] = shared("The retry policy of requests to an object store.")
+    compression_level: shared[int | None] = shared("The level objects are written at (None: chosen per object).")
     cache_dir: shared[str | None] = shared("The folder caching objects read from an object store (None: no cache).")
     cache_limit: shared[int | None] = shared("The most bytes the cache holds.")
 

@@ -24,7 +24,7 @@ from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
 from squirrel.aio.stores.layout import Layout
 from squirrel.aio.stores.local import read_local, remove_stale_temp_files, write_local_atomically
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
-from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression
+from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression, check_level
 from squirrel.errors import DecodeError
 from squirrel.index import IndexEntry, describe
 from squirrel.metrics import LoaderMetrics
@@ -56,6 +56,8 @@ class AsyncRecordStore(IndexedStore, Releasable):
     Args:
         url: the store's folder: a local path, ``memory://...``, ``gs://bucket/prefix``.
         compression: None, "gzip" or "zstd" (objects get a ``.gz`` or ``.zst`` suffix).
+        compression_level: the level written at (gzip 0-9, zstd 1-22); None (default): chosen per object,
+            fast for data that does not compress (see `squirrel.codec.compression.compress`).
         max_decompressed_size: the largest object accepted after inflating (against decompression bombs).
         verify_checksums: check every object read against the size and crc32c in the store's index
             (`DecodeError` "stale index" on a mismatch).
@@ -67,7 +69,8 @@ class AsyncRecordStore(IndexedStore, Releasable):
         **storage_options: options of the url's filesystem (``endpoint_url``, ``token``, ...); for gs://,
             squirrel's own ``max_connections=n`` bounds the HTTP connections open at once.
 
-    Raises `ValueError` for an unknown compression, a storage option the filesystem cannot honour, or a
+    Raises `ValueError` for an unknown compression or a level it does not take, a storage option the
+    filesystem cannot honour, or a
     cache without a positive `cache_limit` (or on a store that cannot cache).
     """
 
@@ -86,6 +89,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
         verify_checksums: bool = False,
         retry: RetryPolicy | None = None,
+        compression_level: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_limit: int | None = None,
         **storage_options: Any,
@@ -93,6 +97,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
         self.cache_dir: str | None = None  # the store's own: None until `cache_options` checks the arguments
         self.cache_limit: int | None = None
         self.compression = check_compression(compression)
+        self.compression_level = check_level(compression, compression_level)
         self.max_decompressed_size = max_decompressed_size
         self.verify_checksums = verify_checksums
         self.storage_options = storage_options
@@ -260,7 +265,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
 
     def encode(self, samples: Sequence[Sample]) -> bytes:
         """Encode and compress `samples` as the bytes of one object (pure CPU)."""
-        return compress(self.codec.encode(samples), self.compression)
+        return compress(self.codec.encode(samples), self.compression, self.compression_level)
 
     async def set(self, item: Sample | Shard, *, keep_index: bool = False) -> list[IndexEntry]:
         """Store `item` atomically: a reader sees the old object or the new one, never a partial one.
@@ -323,12 +328,9 @@ class AsyncRecordStore(IndexedStore, Releasable):
         return entry
 
     async def cleanup(self, older_than: float = 3600.0) -> list[str]:
-        """Remove what crashed writers left behind, and return the paths removed.
-
-        Only local stores have leftovers: hidden temp files of writes that never reached their rename.
-        Files younger than `older_than` seconds are kept, as they may belong to writes still under way.
-        Object stores publish an upload whole or not at all, so there is nothing to clean there.
-        """
+        """Remove what crashed writers left behind (hidden temp files of writes that never reached their
+        rename, on local disk: object stores publish an upload whole or not at all), and return the paths
+        removed. Files younger than `older_than` seconds are kept: writes may still be under way."""
         if not is_local(self._fs()):
             return []
         return await asyncio.to_thread(remove_stale_temp_files, self.layout.root, older_than)

@@ -44,6 +44,7 @@ class AsyncShardStore(AsyncRecordStore):
         max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
         verify_checksums: bool = False,
         retry: RetryPolicy | None = None,
+        compression_level: int | None = None,
         **storage_options: Any,
     ) -> None:
         if format not in FORMATS:
@@ -60,6 +61,7 @@ class AsyncShardStore(AsyncRecordStore):
             max_decompressed_size=max_decompressed_size,
             verify_checksums=verify_checksums,
             retry=retry,
+            compression_level=compression_level,
             **storage_options,
         )
 
