@@ -63,7 +63,10 @@ def complete_arguments(cls: type, sources: Iterable[type]) -> None:
     entries, then, for each argument they leave out, the first entry naming it in the docstrings of
     `sources` (the class's bases, or a blocking twin's async class and its bases), in signature order.
     Arguments no source describes stay undescribed (a test lists them)."""
-    parameters = [name for name in inspect.signature(cls).parameters if name != "self"]
+    try:
+        parameters = [name for name in inspect.signature(cls).parameters if name != "self"]
+    except (TypeError, ValueError):  # a subclass whose constructor has no signature to read: left as it is
+        return
     doc = inspect.cleandoc(cls.__doc__ or "")
     own = argument_entries(doc)
     described = {name for names, _ in own for name in names}
