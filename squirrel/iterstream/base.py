@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from squirrel.iterstream.torch import TorchIterable
+
 __all__ = ["Composable", "IterableSource"]
 
 
