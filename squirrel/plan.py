@@ -80,6 +80,9 @@ class LoadPlan:
         if self.equalize not in EQUALIZE:
             raise ValueError(f"equalize must be one of {list(EQUALIZE)}, got {self.equalize!r}")
         check_cache_options(self.cache_dir, self.cache_limit)
+        if self.key_iterator is not None:  # the store's own keys (listed, or from its index) need no check
+            for key in self.key_iterator:
+                validate_key(key)
 
     @property
     def reshuffles_each_pass(self) -> bool:
@@ -101,10 +104,9 @@ class LoadPlan:
         With a seed, all readers shuffle the same way and then split; without one, they split the
         given order first and then each shuffles its share freshly, which still partitions the keys.
         """
-        checked = [validate_key(key) for key in keys]
         if self.seed is None:
-            return shuffled_keys(take_share(checked, split), self.shuffle_key_buffer, None, 0)
-        return take_share(shuffled_keys(checked, self.shuffle_key_buffer, self.seed, self.epoch), split)
+            return shuffled_keys(take_share(keys, split), self.shuffle_key_buffer, None, 0)
+        return take_share(shuffled_keys(keys, self.shuffle_key_buffer, self.seed, self.epoch), split)
 
     def reader_keys(self, stored: Sequence[str]) -> list[str]:
         """This reader's keys in fetch order, given the store's keys (listed, or from its index)."""

@@ -176,6 +176,21 @@ def test_missing_objects_are_skipped(face: Face, messagepack_url: str) -> None:
     assert reports[-1]["objects_fetched"] == 3
 
 
+def test_bad_records_are_raised_in_order_or_skipped(face: Face, store_url: str) -> None:
+    # one object per sample (read in groups on local disk and memory://): a bad record stops the pass
+    # where it stands, after the records before it, or under "skip" is counted and passed over
+    url = store_url + "/records"
+    RecordStore(url).set(Shard(make_samples(20), key="unused"))
+    wanted = [f"s{i:05d}" for i in range(20)]
+    wanted.insert(12, "nope")
+    with pytest.raises(KeyError, match="nope"):
+        face.collect(face.loader(RecordLoader, url).get_iter(key_iterator=wanted))
+    stream = face.loader(RecordLoader, url).get_iter(key_iterator=wanted, on_error="skip")
+    reports: list[dict[str, Any]] = []
+    assert face.keys(stream.monitor(reports.append)) == [key for key in wanted if key != "nope"]
+    assert stream.metrics.skipped == 1 and reports[-1]["objects_fetched"] == 21
+
+
 @pytest.fixture
 def uneven_url(tmp_path) -> str:
     url = str(tmp_path / "uneven")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
+from squirrel.driver import MessagePackDataLoader, MessagepackStore, RecordLoader, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
 from squirrel.order import ShardInterleaver, consumed_per_shard, make_numpy_rng
 from tests.helpers import interrupt_and_resume, make_samples
@@ -108,3 +108,19 @@ def test_a_stale_index_is_reported_not_replayed_wrongly(tmp_path) -> None:
     stream = MessagePackDataLoader(url).get_iter()
     with pytest.raises(DecodeError, match="'shard_000' holds 1 samples but the store's index says 7"):
         list(stream.resumed(2))
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["plain", "keys", "items", "both"])
+def test_a_resumed_record_pass_reads_only_the_records_left(store_url: str, order: dict) -> None:
+    # one object per sample: on local disk and memory:// read in groups in the consumer's thread, with
+    # placeholders standing in for the records already consumed
+    store = RecordStore(store_url)
+    store.set(Shard(make_samples(40), key="unused"))
+    store.write_index()
+    full = keys(RecordLoader(store_url).get_iter(**order))
+    assert sorted(full) == sorted(sample.key for sample in make_samples(40))
+    for skip in [0, 1, 9, 17, 39, 40]:
+        stream = RecordLoader(store_url).get_iter(**order)
+        assert keys(stream.resumed(skip)) == full[skip:], skip
+        if not order:
+            assert stream.metrics.objects == 40 - skip

@@ -71,6 +71,7 @@ SYNC_ONLY: dict[str, str] = {
 _PIPELINE_HOOK = "a hook of the pipeline's ObjectSource (squirrel.aio.pipeline), run on the IO loop for both faces"
 ASYNC_ONLY: dict[str, str] = {
     "fetch_objects": _PIPELINE_HOOK,
+    "group_reader": _PIPELINE_HOOK,
     "read_rest": _PIPELINE_HOOK,
     "decode_object": _PIPELINE_HOOK,
     "objects_per_read": _PIPELINE_HOOK,

@@ -16,7 +16,7 @@ from squirrel.aio.shard_cache import Expected
 from squirrel.errors import DecodeError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
     from squirrel.aio.buffer_pool import BufferPool
     from squirrel.aio.pipeline import Rest
@@ -58,6 +58,10 @@ class CachedSource:
         """As the store's (cached stores read whole objects)."""
         return self.store.whole_objects
 
+    async def group_reader(self) -> None:
+        """None: a cached store is an object store, read one request per object (`fetch_objects`)."""
+        return None
+
     def object_url(self, key: str) -> str:
         """The full URL of the object that holds `key`."""
         return self.store.object_url(key)
@@ -92,7 +96,7 @@ class CachedSource:
         """Cached objects are read whole: there is never a rest."""
         return self.store.read_rest(fetched)
 
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
         """As the store decodes it, once the object's cache entry is written if the pass fetched it: written
         behind the pass while the object waited for its turn, so this waits only if the disk falls behind
         (on the async face's loop for a small object decoded there). An entry that could not be written (a

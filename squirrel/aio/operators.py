@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +35,7 @@ __all__ = [
     "map_items",
     "monitor_items",
     "prefetch_items",
+    "run_all",
     "take_items",
     "tqdm_items",
     "uninterrupted",
@@ -88,6 +89,26 @@ async def uninterrupted(awaitable: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return future.result()
+
+
+async def run_all(calls: Sequence[Callable[[], Awaitable[T]]], limit: int | None = None) -> list[T]:
+    """Await every call concurrently, at most `limit` at once (None: all), and return their results in order.
+
+    The first failure cancels the others and is raised as itself (not inside an `ExceptionGroup`), as one
+    call alone would raise it. Calls, not coroutines: a call that never starts leaves no coroutine unawaited.
+    """
+    slots = asyncio.Semaphore(limit or max(1, len(calls)))
+
+    async def bounded(call: Callable[[], Awaitable[T]]) -> T:
+        async with slots:
+            return await call()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(bounded(call)) for call in calls]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def map_items(source: AsyncIterator[Any], fn: Callable[[Any], Any]) -> AsyncIterator[Any]:

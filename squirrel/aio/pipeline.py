@@ -14,9 +14,13 @@ decodes one (`decode_object`, pure CPU, possibly pulling further chunks of a lar
   ones are decoded inline, where a thread hop would cost more than the decoding (``"loop"``: all
   complete objects inline).
 
-Small objects on local disk and memory:// (a record store's one-sample objects) are read in groups, one
-worker-thread hop per group, one group at a time (`ObjectSource.objects_per_read`); groups grow from 8
-objects to `prefetch`, so the first sample comes early and later hops are shared by many objects.
+Small objects on local disk and memory:// (a record store's one-sample objects) are read in groups
+(`ObjectSource.objects_per_read`) that grow from 8 objects to `prefetch`, so the first sample comes early.
+The async face reads a group in one worker-thread hop, one group at a time; the sync face reads it in
+the consumer's own thread (`Pass.objects_here`): a small read from the page cache costs a few µs, less
+than the thread wake-ups that would move it elsewhere, and two threads taking turns at the GIL made each
+read wait for the other's switch interval (measured over 3,000 one-sample records: 0.6x a serial
+read-and-decode loop through the IO loop, 1.0x and more in the consumer's thread).
 
 Bad objects (missing, corrupt) are raised where they stand in the order, or under ``on_error="skip"``
 logged, counted and replaced by no samples.
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
     from squirrel.metrics import LoaderMetrics
     from squirrel.sample import Sample
 
-__all__ = ["DECODE_IN_WORKER_BYTES", "Fetched", "ObjectSource", "Pass", "Rest"]
+__all__ = ["DECODE_IN_WORKER_BYTES", "Fetched", "ObjectSource", "Pass", "ReadGroup", "Rest"]
 
 logger = logging.getLogger("squirrel")
 
@@ -52,16 +56,24 @@ Rest = Callable[[], Iterable[bytes]]
 """Gives the chunks of an object after its first (`Fetched.complete` is False), in order, as they are read."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fetched:
     """One object of a pass: its bytes, inflated (or the first chunk of an object read in chunks), or the
-    samples that stand in for it (a placeholder of a resumed pass, or none for a skipped object)."""
+    samples that stand in for it (a placeholder of a resumed pass, or none for a skipped object).
+
+    Never changed once made (not frozen only because a frozen dataclass costs three times as much to make,
+    and a pass makes one per object).
+    """
 
     key: str
     data: Buffer = b""
     complete: bool = True
     ready: list[Any] | None = None
     error: Exception | None = None
+
+
+ReadGroup = Callable[[Sequence[str]], "list[Fetched]"]
+"""Reads a group of objects in the calling thread, in the order of their keys (`ObjectSource.group_reader`)."""
 
 
 class ObjectSource(Protocol):
@@ -82,26 +94,42 @@ class ObjectSource(Protocol):
         ...
 
     async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
-        """Read, check and inflate `keys`; a missing or bad object comes back with its `error` set."""
+        """Read, check and inflate `keys`, in their order; a missing or bad object comes back with its
+        `error` set."""
+        ...
+
+    async def group_reader(self) -> ReadGroup | None:
+        """What reads a group of objects as `fetch_objects` does, but in whichever thread calls it: for a
+        source whose objects are read many at once from a blocking filesystem (`objects_per_read` > 1);
+        None for the others. Awaited on the loop of the pass (it binds that loop's filesystem)."""
         ...
 
     def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
         """The chunks of an incomplete object after its first, in order."""
         ...
 
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
-        """The samples of one fetched object, in chunks (pure CPU but for `rest`)."""
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
+        """The samples of one fetched object, in chunks (pure CPU but for `rest`): decoded at the call, as a
+        list of one chunk, for a whole-object source; else an iterator that parses as it is taken."""
         ...
 
 
 class Pass:
     """One pass of one reader over a `source`, following `plan`; counters go to `metrics`."""
 
-    def __init__(self, source: ObjectSource, plan: LoadPlan, metrics: LoaderMetrics, keys: Sequence[str]) -> None:
+    def __init__(
+        self,
+        source: ObjectSource,
+        plan: LoadPlan,
+        metrics: LoaderMetrics,
+        keys: Sequence[str],
+        read_group: ReadGroup | None = None,
+    ) -> None:
         self.source = source
         self.plan = plan
         self.metrics = metrics
         self.keys = keys
+        self.read_group = read_group  # the source's `group_reader`, for `objects_here`
         # Recycled buffers pay off for large objects read one per request; small ones are read plainly.
         self.pool = BufferPool(max_buffers=plan.prefetch + 4) if source.objects_per_read == 1 else None
 
@@ -116,49 +144,89 @@ class Pass:
 
     async def objects(self) -> AsyncIterator[Fetched]:
         """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
-        plan, per_read = self.plan, max(1, self.source.objects_per_read)
+        plan, per_read = self.plan, self.source.objects_per_read
         requests = asyncio.Semaphore(plan.max_concurrency)
-        groups = _groups(self.keys, min(per_read, plan.prefetch))
 
         async def fetch(group: Sequence[str]) -> list[Fetched]:
-            wanted = [key for key in group if key not in plan.placeholders]
-            fetched = {}
-            if wanted:
-                async with requests:
-                    self.metrics.in_flight += len(wanted)
-                    try:
-                        fetched = {item.key: item for item in await self.source.fetch_objects(wanted, self.pool)}
-                    finally:
-                        self.metrics.in_flight -= len(wanted)
-                        self.metrics.objects += len(wanted)
-            return [fetched.get(key) or Fetched(key, ready=[CONSUMED] * plan.placeholders[key]) for key in group]
+            wanted = self._wanted(group)
+            if not wanted:
+                return self._completed(group, [])
+            async with requests:
+                self.metrics.in_flight += len(wanted)
+                try:
+                    return self._completed(group, await self.source.fetch_objects(wanted, self.pool))
+                finally:
+                    self.metrics.in_flight -= len(wanted)
 
         # One group at a time: reading many small files from several threads at once was slower (measured:
         # 16k objects/s with one group in flight, 13k with two), as each file's system calls retake the GIL.
-        window = plan.prefetch if per_read == 1 else 1
-        stream = AsyncIterableSource(groups).async_map(fetch, max_concurrency=window)
+        window = plan.prefetch if per_read <= 1 else 1
+        stream = AsyncIterableSource(self._groups()).async_map(fetch, max_concurrency=window)
         async with closing(aiter(stream)) as results:
             async for group in results:
                 for item in group:
-                    if item.ready is None and item.error is None:
-                        self.metrics.bytes += len(item.data)
                     yield item
 
-    def decode(self, fetched: Fetched, rest: Rest) -> Generator[list[Any], None, None]:
+    def objects_here(self) -> Generator[Fetched, None, None]:
+        """This reader's objects in plan order, read a group at a time in the calling thread with the
+        source's `group_reader` (`read_group`, which must be set): the sync face's path for small objects
+        on local disk and memory:// (see the module docstring)."""
+        if self.read_group is None:
+            raise RuntimeError(f"{type(self.source).__name__} has no group reader: read its objects with objects()")
+        read = self.read_group
+        for group in self._groups():
+            wanted = self._wanted(group)
+            yield from self._completed(group, read(wanted) if wanted else [])
+
+    def _groups(self) -> list[Sequence[str]]:
+        return _groups(self.keys, min(max(1, self.source.objects_per_read), self.plan.prefetch))
+
+    def _wanted(self, group: Sequence[str]) -> Sequence[str]:
+        """The keys of `group` to read: all but those a resumed pass replaces by placeholders."""
+        placeholders = self.plan.placeholders
+        return [key for key in group if key not in placeholders] if placeholders else group
+
+    def _completed(self, group: Sequence[str], fetched: list[Fetched]) -> list[Fetched]:
+        """`group`'s objects in order: those `fetched` (in the order of the keys read), placeholders for the
+        others; counted in the metrics."""
+        metrics = self.metrics
+        metrics.objects += len(fetched)
+        if len(fetched) < len(group):
+            by_key = {item.key: item for item in fetched}
+            counts = self.plan.placeholders
+            fetched = [by_key.get(key) or Fetched(key, ready=[CONSUMED] * counts[key]) for key in group]
+        for item in fetched:
+            if item.ready is None and item.error is None:
+                metrics.bytes += len(item.data)
+        return fetched
+
+    def decode(self, fetched: Fetched, rest: Rest) -> Iterable[list[Any]]:
         """The samples of `fetched` in chunks; a bad object is raised or skipped (see `skipped`).
 
-        Under "skip", the chunks of a large object decoded before its bad part stay delivered.
+        A whole object comes decoded, as a list of its one chunk (no generator per object: for small
+        objects those cost as much as the decoding). Under "skip", the chunks of a streamed object decoded
+        before its bad part stay delivered.
         """
         if fetched.error is not None:
-            yield self.skipped(fetched.key, fetched.error)
-            return
+            return [self.skipped(fetched.key, fetched.error)]
         if fetched.ready is not None:
-            yield fetched.ready
-            return
+            return [fetched.ready]
         try:
-            yield from self.source.decode_object(fetched, rest)
+            chunks = self.source.decode_object(fetched, rest)
         except DecodeError as error:
-            yield self.skipped(fetched.key, error)
+            return [self.skipped(fetched.key, error)]
+        return chunks if isinstance(chunks, list) else self._streamed(fetched.key, chunks)
+
+    def _streamed(self, key: str, chunks: Iterable[list[Any]]) -> Generator[list[Any], None, None]:
+        """`chunks` of object `key` as its decoder parses them; a `DecodeError` among them is raised or skipped."""
+        try:
+            yield from chunks
+        except DecodeError as error:
+            yield self.skipped(key, error)
+
+    def decoding(self, fetched: Fetched, rest: Rest) -> Generator[list[Any], None, None]:
+        """`decode`, run only as the chunks are taken (so a worker thread that takes them does the decoding)."""
+        yield from self.decode(fetched, rest)
 
     def rest_on_loop(self, fetched: Fetched, loop: asyncio.AbstractEventLoop) -> Rest:
         """`Rest` for a decoder running in a worker thread while `loop` (which reads the object) waits for it."""
@@ -184,7 +252,7 @@ class Pass:
                     for samples in self.decode(fetched, _no_rest):
                         yield samples
                     continue
-                decoded = self.decode(fetched, self.rest_on_loop(fetched, asyncio.get_running_loop()))
+                decoded = self.decoding(fetched, self.rest_on_loop(fetched, asyncio.get_running_loop()))
                 try:
                     while (chunk := await asyncio.to_thread(_next_chunk, decoded)) is not None:
                         yield chunk

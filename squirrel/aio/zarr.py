@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from zarr.storage import FsspecStore
 
 from squirrel.aio.executors import is_async_callable
 from squirrel.aio.fs import LoopFilesystems
-from squirrel.aio.operators import closing
+from squirrel.aio.operators import closing, run_all
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.storage_options import check_storage_options, split_protocol
 from squirrel.aio.stores.record import MAX_CONCURRENT_WRITES
@@ -150,14 +150,12 @@ class AsyncZarrStore(Releasable):
             raise TypeError(f"{type(self).__name__}.set takes a Sample or a Shard, got {type(item).__name__}")
         groups = [_split_fields(sample) for sample in samples]
         root = await self.open_root("a")
-        limit = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
 
         async def write(key: str, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> None:
-            async with limit:
-                group = await root.create_group(key, overwrite=True, attributes=attributes)
-                await _run_all(group.create_array(name, data=array) for name, array in arrays.items())
+            group = await root.create_group(key, overwrite=True, attributes=attributes)
+            await run_all([functools.partial(group.create_array, name, data=array) for name, array in arrays.items()])
 
-        await _run_all(write(*group) for group in groups)
+        await run_all([functools.partial(write, *group) for group in groups], limit=MAX_CONCURRENT_WRITES)
 
 
 def _split_fields(sample: Sample) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
@@ -177,17 +175,6 @@ def _split_fields(sample: Sample) -> tuple[str, dict[str, np.ndarray], dict[str,
     except (TypeError, ValueError) as exc:
         raise EncodeError(f"sample {sample.key!r}: non-array fields must be JSON ({exc})") from None
     return validate_key(sample.key), arrays, attributes
-
-
-async def _run_all(coroutines: Iterable[Coroutine[Any, Any, object]]) -> None:
-    """Run `coroutines` concurrently (their results are dropped); on a failure, cancel the others and raise
-    the first error."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coroutine in coroutines:
-                group.create_task(coroutine)
-    except ExceptionGroup as errors:
-        raise errors.exceptions[0] from None
 
 
 async def fetch(group: zarr.AsyncGroup, key: str) -> Any:

@@ -2,9 +2,11 @@
 
 A pass runs the async pipeline (`squirrel.aio.pipeline.Pass.objects`) on the IO loop: objects are
 fetched there, `prefetch` ahead, and cross to this thread in batches through the runtime's hand-over.
-Decoding and ordering run here, in the consumer's thread (``decode_in="consumer"``), so the loop only
-does I/O and nothing crosses threads twice. The plan, its I/O (`open_pass`, `quota`, `replay`) and the
-pipeline are the async face's own: only the loop that drives them differs.
+Small objects on local disk and memory:// (a record store's) are read in groups here instead
+(`Pass.objects_here`), where a read costs less than the hop. Decoding and ordering run here, in the
+consumer's thread (``decode_in="consumer"``), so the loop only does I/O and nothing crosses threads twice.
+The plan, its I/O (`open_pass`, `quota`, `replay`) and the pipeline are the async face's own: only the
+loop that drives them differs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from squirrel.sample import Sample
 from squirrel.stages import BlockingPlannedStage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from squirrel.aio.pipeline import Fetched, Pass, Rest
     from squirrel.plan import LoadPlan
@@ -53,7 +55,10 @@ def samples_of(run: Pass) -> Iterator[Any]:
 
 def _ordered_chunks(run: Pass) -> Iterator[list[Any]]:
     order = run.plan.order()
-    objects = iterate(run.objects, capacity=handover_capacity(run.plan.prefetch))
+    if run.read_group is not None:  # small objects on local disk or memory://: read here (see Pass)
+        objects: Generator[Fetched, None, None] = run.objects_here()
+    else:
+        objects = iterate(run.objects, capacity=handover_capacity(run.plan.prefetch))
     try:
         for fetched in objects:
             for chunk in run.decode(fetched, _rest(run, fetched)):

@@ -70,7 +70,7 @@ class Version:
     stamp: object = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Head(Fetched):
     """The first chunk of an object read in chunks (`complete` is False), and the `version` it is of."""
 

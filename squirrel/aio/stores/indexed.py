@@ -33,6 +33,7 @@ from squirrel.aio.stores.local import local_names, write_local_atomically
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.errors import DecodeError, StoreChanged
 from squirrel.index import (
+    INDEX_NAME,
     Index,
     IndexEntry,
     build_index,
@@ -113,7 +114,7 @@ class IndexedStore:
         raise NotImplementedError
 
     def _object_path(self, key: str) -> str:
-        raise NotImplementedError
+        return self.layout.path(key)
 
     @property
     def index_url(self) -> str:
@@ -141,14 +142,12 @@ class IndexedStore:
 
         A store whose folder does not exist yet is empty; `FileNotFoundError` when its bucket is missing.
         """
+        if self.layout.on_local_disk:  # names only (fsspec's detailed listing stats every file, 50x slower),
+            names = await asyncio.to_thread(local_names, self.layout.root)  # which also show any index
+            index = await self.read_index() if INDEX_NAME in names else None
+            return index.keys if index is not None else self.layout.keys_of(names)
         index = await self.read_index()
-        if index is not None:
-            return index.keys
-        fs = self._fs()
-        if is_local(fs):  # names only: fsspec's detailed listing stats every file, 50x slower than this
-            names = await asyncio.to_thread(local_names, self.layout.root)
-            return sorted(key for name in names if (key := self.layout.key_of(name)) is not None)
-        return sorted(await self.list_objects())
+        return index.keys if index is not None else sorted(await self.list_objects())
 
     async def list_objects(self) -> dict[str, int]:
         """The stored size of every object under the root, by key, from a listing (never from the index)."""

@@ -7,12 +7,16 @@ touched a filesystem (a store's `exists` and `delete` work on their first call).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from squirrel.aio.fs import filesystem_class_and_options
 from squirrel.aio.storage_options import split_protocol
 from squirrel.codec.compression import COMPRESSIONS
 from squirrel.index import INDEX_NAME
 from squirrel.sample import validate_key
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["FORMAT_SUFFIXES", "Layout", "format_suffix", "reader_of"]
 
@@ -64,6 +68,11 @@ class Layout:
         root = fs_class._strip_protocol(url).rstrip("/") or "/"
         return cls(url, protocol, root, suffix)
 
+    @property
+    def on_local_disk(self) -> bool:
+        """Whether the store is a local folder (read with plain system calls, no filesystem object needed)."""
+        return self.protocol in ("file", "local")
+
     def path(self, key: str) -> str:
         """The filesystem path of the object that holds `key` (`ValueError` for a bad key)."""
         return f"{self.root}/{validate_key(key)}{self.suffix}"
@@ -87,3 +96,8 @@ class Layout:
         if name.endswith(self.suffix) and not name.startswith(".") and len(name) > len(self.suffix):
             return name[: -len(self.suffix)]
         return None
+
+    def keys_of(self, names: Iterable[str]) -> list[str]:
+        """The sorted keys of those listed base `names` that are this store's objects (see `key_of`)."""
+        suffix, cut = self.suffix, -len(self.suffix)
+        return sorted(name[:cut] for name in names if name.endswith(suffix) and name[0] != "." and name != suffix)

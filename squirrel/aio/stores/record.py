@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.aio.fs import LoopFilesystems, is_blocking, is_local
-from squirrel.aio.operators import closing
+from squirrel.aio.fs import LoopFilesystems, is_local
+from squirrel.aio.operators import closing, run_all
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
@@ -32,11 +33,12 @@ from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
     from fsspec.asyn import AsyncFileSystem
 
     from squirrel.aio.buffer_pool import BufferPool
+    from squirrel.aio.pipeline import ReadGroup
     from squirrel.codec.base import Buffer
 
 __all__ = ["MAX_CONCURRENT_WRITES", "AsyncRecordStore"]
@@ -70,8 +72,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
             squirrel's own ``max_connections=n`` bounds the HTTP connections open at once.
 
     Raises `ValueError` for an unknown compression or a level it does not take, a storage option the
-    filesystem cannot honour, or a
-    cache without a positive `cache_limit` (or on a store that cannot cache).
+    filesystem cannot honour, or a cache without a positive `cache_limit` (or on a store that cannot cache).
     """
 
     codec: Codec = MessagepackCodec()
@@ -120,18 +121,14 @@ class AsyncRecordStore(IndexedStore, Releasable):
         """The full URL of the object that holds `key` (used in error messages)."""
         return self.layout.object_url(key)
 
-    def _object_path(self, key: str) -> str:
-        return self.layout.path(key)
-
     @property
     def objects_per_read(self) -> int:
-        """How many objects the pipeline reads at once: many from local disk and memory:// (one thread
-        hop, several hundred µs on a busy machine, serves them all), one per request from object stores."""
+        """How many objects the pipeline reads at once: many from local disk and memory://, one per request
+        from object stores (see `squirrel.aio.pipeline`)."""
         return self.max_objects_per_read if self.layout.protocol in LOCAL_PROTOCOLS else 1
 
     async def info(self, key: str) -> dict[str, Any]:
-        """The filesystem's details of object `key` now (size, version...), from one metadata request;
-        `KeyError` if there is none."""
+        """The filesystem's details of object `key` now (size, version...); `KeyError` if there is none."""
         try:
             info: dict[str, Any] = await self._request(self.object_url(key), self._fs()._info, self._object_path(key))
         except FileNotFoundError:
@@ -207,30 +204,43 @@ class AsyncRecordStore(IndexedStore, Releasable):
     # -- the pipeline's hooks (see `squirrel.aio.pipeline.ObjectSource`) -------------------------
 
     async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
-        """Read, check and inflate the objects `keys`: on a blocking filesystem (local disk, memory://) all
-        in one worker thread, large ones into recycled buffers of `pool` (None: fresh memory), on an object
-        store as concurrent requests. A missing or bad object comes back with its `error` set, so the
-        caller decides whether it stops the pass."""
+        """Read, check and inflate the objects `keys`: from a blocking filesystem (local disk, memory://) in
+        one worker thread, large ones into recycled buffers of `pool` (None: fresh memory); from an object
+        store as concurrent requests. A bad or missing object comes back with its `error` set."""
         if self.verify_checksums:
             await self._loaded_index()
-        fs = self._fs()
-        if is_blocking(fs):
-            local = is_local(fs)
-            return await asyncio.to_thread(lambda: [self._read_blocking(fs, key, pool, local) for key in keys])
+        if self.layout.protocol in LOCAL_PROTOCOLS:
+            return await asyncio.to_thread(self._read_group, self._blocking_read(pool), keys)
         return list(await asyncio.gather(*(self._read_remote(key) for key in keys)))
 
-    def _read_blocking(self, fs: AsyncFileSystem, key: str, pool: BufferPool | None, local: bool) -> Fetched:
-        try:
-            path = self._object_path(key)
+    async def group_reader(self) -> ReadGroup | None:
+        """`fetch_objects` in the calling thread, for the small objects of a store on local disk or memory://
+        (`objects_per_read` > 1); None for the others (see `squirrel.aio.pipeline.ObjectSource`)."""
+        if self.objects_per_read <= 1:
+            return None
+        if self.verify_checksums:
+            await self._loaded_index()
+        return functools.partial(self._read_group, self._blocking_read(None))
+
+    def _blocking_read(self, pool: BufferPool | None) -> Callable[[str], Buffer]:
+        """What reads an object by path in the calling thread: local disk, memory:// (its loop's filesystem)."""
+        return functools.partial(read_local, pool=pool) if self.layout.on_local_disk else self._fs().sync_fs.cat_file
+
+    def _read_group(self, read: Callable[[str], Buffer], keys: Sequence[str]) -> list[Fetched]:
+        """The objects `keys`, each read with `read` in this thread (see `fetch_objects`)."""
+        fetched = []
+        for key in keys:
             try:
-                data: Buffer = read_local(path, pool) if local else fs.sync_fs.cat_file(path)
-            except FileNotFoundError:
-                raise self._missing(key) from None
-            if self.verify_checksums and self._index is not None:
-                self._verify_now(key, data, self._index)
-            return Fetched(key, self.decompress(key, data))
-        except (KeyError, DecodeError) as error:
-            return Fetched(key, error=error)
+                try:
+                    data = read(self._object_path(key))
+                except FileNotFoundError:
+                    raise self._missing(key) from None
+                if self.verify_checksums and self._index is not None:
+                    self._verify_now(key, data, self._index)
+                fetched.append(Fetched(key, self.decompress(key, data) if self.compression is not None else data))
+            except (KeyError, DecodeError) as error:
+                fetched.append(Fetched(key, error=error))
+        return fetched
 
     async def _read_remote(self, key: str) -> Fetched:
         try:
@@ -248,9 +258,9 @@ class AsyncRecordStore(IndexedStore, Releasable):
         """Objects of this store are read whole: there is never a rest of `fetched` (`NotImplementedError`)."""
         raise NotImplementedError(f"{type(self).__name__} reads objects whole")
 
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterator[list[Sample]]:
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
         """The samples of one `fetched` (inflated) object, as one chunk (whole: `rest` is never read)."""
-        yield self.codec.decode(fetched.data, self.object_url(fetched.key))
+        return [self.codec.decode(fetched.data, self.object_url(fetched.key))]
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -279,23 +289,13 @@ class AsyncRecordStore(IndexedStore, Releasable):
         the codec cannot hold.
         """
         objects = self._objects_of(item)
-        drop_index = not keep_index
         if len(objects) == 1:
-            return [await self._put(*objects[0], drop_index=drop_index)]
-        limit = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
-
-        async def put_bounded(key: str, samples: Sequence[Sample]) -> IndexEntry:
-            async with limit:
-                return await self._put(key, samples, drop_index=False)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(put_bounded(key, samples)) for key, samples in objects]
-        except ExceptionGroup as failed:  # the first write's error, as a single write raises it
-            raise failed.exceptions[0] from None
-        if drop_index:
+            return [await self._put(*objects[0], drop_index=not keep_index)]
+        puts = [functools.partial(self._put, key, samples, drop_index=False) for key, samples in objects]
+        entries = await run_all(puts, limit=MAX_CONCURRENT_WRITES)
+        if not keep_index:
             await self.drop_index()
-        return [task.result() for task in tasks]
+        return entries
 
     async def _put(self, key: str, samples: Sequence[Sample], drop_index: bool) -> IndexEntry:
         """Write one object; with `drop_index`, remove the index after it (local disk: in the same thread hop)."""
