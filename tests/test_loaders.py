@@ -302,3 +302,50 @@ def test_a_looped_loader_whose_rank_share_is_empty_ends(face: Face, store_url: s
     assert face.collect(loader.get_iter(split_by_rank=True, rank=1, world_size=2).loop()) == []
     looped = face.collect(loader.get_iter(split_by_rank=True, rank=0, world_size=2).loop().take(7))
     assert len(looped) == 7
+
+
+async def test_slow_start_reads_one_first_then_doubles_up_to_its_limit() -> None:
+    from squirrel.aio.pipeline import SlowStart
+
+    limit, in_flight, peaks = SlowStart(5), 0, []
+    gate = asyncio.Event()
+
+    async def read() -> None:
+        nonlocal in_flight
+        async with limit:
+            in_flight += 1
+            peaks.append(in_flight)
+            await gate.wait()
+            in_flight -= 1
+
+    tasks = [asyncio.create_task(read()) for _ in range(12)]
+    await asyncio.sleep(0.01)
+    assert peaks == [1]  # the first read alone
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert max(peaks) <= 5 and len(peaks) == 12
+
+
+def test_a_local_pass_starts_with_one_read(tmp_path) -> None:
+    # shards on local disk: the first object is read alone, so the first sample does not wait for the rest
+    url = str(tmp_path)
+    for shard in make_shards(6, 2):
+        MessagepackStore(url).set(shard)
+    stream = MessagePackDataLoader(url).get_iter(max_concurrency=4, prefetch=4)
+    started: list[tuple[int, int]] = []  # (reads in flight, reads done) as each read starts
+    done = 0
+    original = stream.aio.store.fetch_objects
+
+    async def counting(keys: Any, pool: Any) -> Any:
+        nonlocal done
+        started.append((stream.metrics.in_flight, done))
+        try:
+            return await original(keys, pool)
+        finally:
+            done += 1
+
+    stream.aio.store.fetch_objects = counting
+    assert len(stream.collect()) == 12
+    assert started[1][1] >= 1  # the second read began once the first was done
+    assert max(in_flight for in_flight, _ in started) <= 4
+

@@ -72,6 +72,7 @@ _PIPELINE_HOOK = "a hook of the pipeline's ObjectSource (squirrel.aio.pipeline),
 ASYNC_ONLY: dict[str, str] = {
     "fetch_objects": _PIPELINE_HOOK,
     "group_reader": _PIPELINE_HOOK,
+    "reads_use_cpu": _PIPELINE_HOOK,
     "read_rest": _PIPELINE_HOOK,
     "decode_object": _PIPELINE_HOOK,
     "objects_per_read": _PIPELINE_HOOK,

@@ -58,6 +58,11 @@ class CachedSource:
         """As the store's (cached stores read whole objects)."""
         return self.store.whole_objects
 
+    @property
+    def reads_use_cpu(self) -> bool:
+        """False: a cached store is an object store (its misses wait on the network)."""
+        return False
+
     async def group_reader(self) -> None:
         """None: a cached store is an object store, read one request per object (`fetch_objects`)."""
         return None

@@ -51,8 +51,9 @@ def read_local(path: str, pool: BufferPool | None) -> Buffer:
         os.close(fd)
 
 
-def write_local_atomically(path: str, data: bytes) -> None:
-    """Write `data` to a hidden temp file beside `path`, then rename it over `path` (atomic on POSIX).
+def write_local_atomically(path: str, data: bytes, then_remove: str | None = None) -> None:
+    """Write `data` to a hidden temp file beside `path`, then rename it over `path` (atomic on POSIX); then
+    remove the file `then_remove` if given and there (a store's index the write made stale).
 
     The temp file is named ``.<name>.<32 lowercase hex>.tmp`` (what `remove_stale_temp_files` matches), so
     a writer killed midway leaves only a dot-file, which is never listed as a key.
@@ -68,6 +69,9 @@ def write_local_atomically(path: str, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+    if then_remove is not None:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # none, or a single-file store
+            os.unlink(then_remove)
 
 
 def remove_stale_temp_files(folder: str, older_than: float) -> list[str]:

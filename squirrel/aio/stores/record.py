@@ -9,9 +9,7 @@ counts, checksums) is handled by `IndexedStore`, its base.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio.fs import LoopFilesystems, is_local
@@ -33,6 +31,7 @@ from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
     from fsspec.asyn import AsyncFileSystem
@@ -120,6 +119,11 @@ class AsyncRecordStore(IndexedStore, Releasable):
     def object_url(self, key: str) -> str:
         """The full URL of the object that holds `key` (used in error messages)."""
         return self.layout.object_url(key)
+
+    @property
+    def reads_use_cpu(self) -> bool:
+        """Whether reads are this machine's work (local disk, memory://), not a server's (see `SlowStart`)."""
+        return self.layout.protocol in LOCAL_PROTOCOLS
 
     @property
     def objects_per_read(self) -> int:
@@ -299,8 +303,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
 
     async def _put(self, key: str, samples: Sequence[Sample], drop_index: bool) -> IndexEntry:
         """Write one object; with `drop_index`, remove the index after it (local disk: in the same thread hop)."""
-        fs = self._fs()
-        path = self._object_path(key)
+        fs, path = self._fs(), self._object_path(key)
         if is_local(fs):
             index_path = self.layout.index_path if drop_index else None
             entry = await asyncio.to_thread(self._encode_and_write_local, key, path, samples, index_path)
@@ -321,10 +324,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
         self, key: str, path: str, samples: Sequence[Sample], index_path: str | None
     ) -> IndexEntry:
         data, entry = self._encode_and_describe(key, samples)
-        write_local_atomically(path, data)
-        if index_path is not None:
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # none, or a single-file store
-                os.unlink(index_path)
+        write_local_atomically(path, data, then_remove=index_path)
         return entry
 
     async def cleanup(self, older_than: float = 3600.0) -> list[str]:
