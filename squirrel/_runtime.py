@@ -297,6 +297,7 @@ def iterate(make_iterator: Callable[[], AsyncIterator[T]], capacity: int = 256) 
         while True:
             items, finished = handover.take()
             yield from items
+            items.clear()  # the consumer has them: held here until the next batch, they would double the memory held
             handover.release(runtime.loop)
             if finished:
                 break

@@ -46,3 +46,22 @@ def test_samples_kept_from_a_stream_keep_their_values(tmp_path) -> None:
     for sample in kept:
         shard, index = (int(part) for part in sample.key[1:].split("_"))
         assert (sample.value["x"] == shard * 100 + index).all()
+
+
+def test_sizes_a_few_bytes_apart_share_one_buffer() -> None:
+    # shards differ by a few bytes (keys of different lengths): exact-size buffers left the pooled one too
+    # small for the next shard, and the pool grew by a buffer per size (its memory with it)
+    pool = BufferPool(max_buffers=8)
+    for size in [12_364_672, 12_364_736, 12_364_600, 12_364_800]:
+        view = pool.take(size)
+        assert len(view) == size
+        del view
+    assert len(pool._buffers) == 1
+
+
+def test_a_free_buffer_too_small_is_replaced_not_kept() -> None:
+    pool = BufferPool(max_buffers=8)
+    small = pool.take(1000)
+    del small
+    large = pool.take(4_000_000)
+    assert len(pool._buffers) == 1 and pool._buffers[0] is large.obj

@@ -5,6 +5,7 @@ async twin (`face`), over local disk, memory:// and a real GCS server (`store_ur
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -349,3 +350,27 @@ def test_a_local_pass_starts_with_one_read(tmp_path) -> None:
     assert started[1][1] >= 1  # the second read began once the first was done
     assert max(in_flight for in_flight, _ in started) <= 4
 
+
+@pytest.mark.parametrize("prefetch", [2, 4, 8])
+def test_prefetch_bounds_the_objects_held_ahead_of_a_sync_consumer(tmp_path, prefetch: int) -> None:
+    # objects being read, read and waiting, and crossing to the consumer's thread all count against
+    # `prefetch` (each holds a shard's buffer: memory is about prefetch x shard size), however slow the consumer
+    url = str(tmp_path)
+    for shard in make_shards(16, 3):
+        MessagepackStore(url).set(shard)
+    stream = MessagePackDataLoader(url).get_iter(prefetch=prefetch)
+    started = 0
+    original = stream.aio.store.fetch_objects
+
+    async def counting(keys: Any, pool: Any) -> Any:
+        nonlocal started
+        started += len(keys)
+        return await original(keys, pool)
+
+    stream.aio.store.fetch_objects = counting
+    ahead = []
+    for consumed, _sample in enumerate(stream):
+        if consumed % 3 == 0:  # the first sample of a shard: the consumer now holds that one
+            time.sleep(0.02)  # a slow consumer: the pipeline fills up while it works
+            ahead.append(started - (consumed // 3 + 1))
+    assert max(ahead) == prefetch

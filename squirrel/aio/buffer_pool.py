@@ -15,6 +15,9 @@ import threading
 __all__ = ["BufferPool"]
 
 _FREE_REFCOUNT = 3  # the pool's list, the loop variable, and getrefcount's own argument
+_GRAIN = 256 * 1024
+"""Buffers are made in multiples of this: shards a few bytes apart in size (keys of different lengths) then
+share buffers, where exact sizes left a pooled buffer too small for the next shard, so the pool grew."""
 
 
 class BufferPool:
@@ -26,13 +29,23 @@ class BufferPool:
         self._lock = threading.Lock()
 
     def take(self, size: int) -> memoryview:
-        """A writable view of `size` bytes, in a free pooled buffer when there is one."""
+        """A writable view of `size` bytes, in a free pooled buffer when there is one.
+
+        Else a new buffer (rounded up to `_GRAIN`) joins the pool, in place of a free one too small to
+        serve (so the pool holds the buffers the stream uses, and its memory stays what they need).
+        """
         with self._lock:
-            for buffer in self._buffers:
-                if len(buffer) >= size and sys.getrefcount(buffer) == _FREE_REFCOUNT:
-                    return memoryview(buffer)[:size]
-            buffer = bytearray(size)
-            if len(self._buffers) < self.max_buffers:
+            too_small = None
+            for index in range(len(self._buffers)):
+                buffer = self._buffers[index]  # (not enumerate: its tuple would hold a second reference)
+                if sys.getrefcount(buffer) == _FREE_REFCOUNT:
+                    if len(buffer) >= size:
+                        return memoryview(buffer)[:size]
+                    too_small = index
+            buffer = bytearray(size + (-size % _GRAIN))
+            if too_small is not None:
+                self._buffers[too_small] = buffer
+            elif len(self._buffers) < self.max_buffers:
                 self._buffers.append(buffer)
             return memoryview(buffer)[:size]
 

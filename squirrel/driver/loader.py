@@ -61,8 +61,8 @@ def _ordered_chunks(run: Pass) -> Iterator[list[Any]]:
         objects = iterate(run.objects, capacity=handover_capacity(run.plan.prefetch))
     try:
         for fetched in objects:
-            for chunk in run.decode(fetched, _rest(run, fetched)):
-                yield order.push(chunk)
+            yield from map(order.push, run.decode(fetched, _rest(run, fetched)))
+            del fetched  # its buffer goes back to the pool once the consumer lets go of its samples
         yield order.drain()
     finally:
         objects.close()
