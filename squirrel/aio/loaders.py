@@ -96,7 +96,8 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable[Sample]):
         )
 
     def __aiter__(self) -> AsyncIterator[Sample]:
-        return self._samples()
+        # without `equalize`, a pass is all there is: no generator in between re-yields every sample
+        return self.one_pass() if self.plan.equalize is None else self._equalized()
 
     async def load_length(self) -> int | None:
         """Read the store's index for `known_length` and return `length`. The index is the one the store
@@ -120,15 +121,11 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable[Sample]):
             raise UnknownLength(self._length_problem)
         return self.plan.length(self._length_index, self.store.index_url)
 
-    async def _samples(self) -> AsyncIterator[Sample]:
+    async def _equalized(self) -> AsyncIterator[Sample]:
+        """This reader's quota of samples (see `quota`): cut short, or padded with its own from the start."""
         limit = await quota(self.store, self.plan)
-        if limit is None:
-            async with closing(self.one_pass()) as samples:
-                async for sample in samples:
-                    yield sample
-            return
         produced = 0
-        while produced < limit:  # "pad" repeats this reader's own samples from the start
+        while limit is not None and produced < limit:  # "pad" repeats this reader's own samples from the start
             before = produced
             async with closing(self.one_pass()) as samples:
                 async for sample in samples:
