@@ -87,8 +87,9 @@ SOURCES = ("squirrel", "pytorch")
 PASSES = [f"{workload} {source} {suffix}" for workload in WORKLOADS for source in SOURCES for suffix in WORKERS]
 SPEEDUP_GOAL = 1.7
 """The issue's goal: 2 workers vs 1 process, on 2 cores."""
-CEILING_GOAL = 0.9
-"""Ours with 2 workers against PyTorch alone with 2 workers: what our loader costs inside a DataLoader."""
+CEILING_GOAL = 0.95
+"""Ours with 2 workers against PyTorch alone with 2 workers: what our loader costs inside a DataLoader
+(issue 15, goal 9: at least 0.95x in each workload)."""
 
 Transform = Callable[["np.ndarray", int, int], tuple[Any, ...]]
 
