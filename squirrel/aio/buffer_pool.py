@@ -28,6 +28,15 @@ class BufferPool:
         self._buffers: list[bytearray] = []
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, int]:
+        """Only the bound: buffers are this process's memory (a stream sent to a DataLoader worker starts empty)."""
+        return {"max_buffers": self.max_buffers}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.max_buffers = state["max_buffers"]
+        self._buffers = []
+        self._lock = threading.Lock()
+
     def take(self, size: int) -> memoryview:
         """A writable view of `size` bytes, in a free pooled buffer when there is one.
 

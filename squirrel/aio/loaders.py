@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.operators import closing
 from squirrel.aio.pipeline import Pass
 from squirrel.aio.releasable import Releasable
@@ -43,7 +44,9 @@ __all__ = [
 ]
 
 
-async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetrics) -> Pass:
+async def open_pass(
+    store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetrics, pool: BufferPool | None = None
+) -> Pass:
     """A pass of `plan` over `store`: the store's keys are listed (or read from its index) unless the
     plan names them, and this reader's share is taken in fetch order.
 
@@ -52,7 +55,8 @@ async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetr
 
     `FileNotFoundError` (see `IndexedStore.nothing_to_read`) when the store holds no object at all, unless
     the plan allows an empty store: a typo'd url, a missing ``gs://`` or the wrong driver or compression
-    must not read as zero samples.
+    must not read as zero samples. `pool` recycles the read buffers of large objects (a stream's, across
+    its passes; a fresh one when None).
     """
     named = plan.key_iterator is not None or plan.index_counts is not None
     cache = shard_cache(store, plan.cache_dir, plan.cache_limit)
@@ -63,7 +67,7 @@ async def open_pass(store: AsyncRecordStore, plan: LoadPlan, metrics: LoaderMetr
         source, stored = source_for(store, cache, expected), [] if named else sorted(expected or ())
     if not stored and not named and not plan.allow_empty:
         raise await store.nothing_to_read()
-    return Pass(source, plan, metrics, plan.reader_keys(stored), await source.group_reader())
+    return Pass(source, plan, metrics, plan.reader_keys(stored), await source.group_reader(), pool)
 
 
 async def quota(store: AsyncRecordStore, plan: LoadPlan) -> int | None:
@@ -89,6 +93,8 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable[Sample]):
         self.store = store
         self.plan = plan
         self.metrics = LoaderMetrics()
+        self.pool = BufferPool(max_buffers=plan.prefetch + 4)
+        """The read buffers of this stream's passes, kept from one pass to the next (see `BufferPool`)."""
         self._length_index: Index | None = None
         self._length_problem: str | None = (
             f"the index of {store.url} is not read yet: `await stream.load_length()` reads it (a sync len() "
@@ -140,7 +146,7 @@ class AsyncLoaderStream(PlannedStage, AsyncComposable[Sample]):
         """One pass over this reader's samples (of `plan`, by default the stream's own)."""
         plan = plan or self.plan
         order = plan.order()
-        run = await open_pass(self.store, plan, self.metrics)
+        run = await open_pass(self.store, plan, self.metrics, self.pool)
         async with closing(run.chunks()) as chunks:
             async for chunk in chunks:
                 for sample in order.push(chunk):

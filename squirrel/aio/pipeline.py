@@ -156,14 +156,16 @@ class Pass:
         metrics: LoaderMetrics,
         keys: Sequence[str],
         read_group: ReadGroup | None = None,
+        pool: BufferPool | None = None,
     ) -> None:
         self.source = source
         self.plan = plan
         self.metrics = metrics
         self.keys = keys
         self.read_group = read_group  # the source's `group_reader`, for `objects_here`
-        # Recycled buffers pay off for large objects read one per request; small ones are read plainly.
-        self.pool = BufferPool(max_buffers=plan.prefetch + 4) if source.objects_per_read == 1 else None
+        # Recycled buffers pay off for large objects read one per request; small ones are read plainly. A
+        # stream passes its own `pool`, kept from pass to pass (a fresh one faulted in new pages every pass).
+        self.pool = (pool or BufferPool(max_buffers=plan.prefetch + 4)) if source.objects_per_read == 1 else None
 
     def skipped(self, key: str, error: Exception) -> list[Any]:
         """A bad object: raise `error` under ``on_error="raise"``; under "skip" log and count it, and

@@ -92,7 +92,7 @@ class LoaderStream(BlockingPlannedStage, Composable[Sample]):
     def one_pass(self, plan: LoadPlan | None = None) -> Iterator[Sample]:
         """One pass over this reader's samples (of `plan`, by default the stream's own)."""
         plan = plan or self.plan
-        return samples_of(run_sync(open_pass(self.aio.store, plan, self.metrics)))
+        return samples_of(run_sync(open_pass(self.aio.store, plan, self.metrics, self.aio.pool)))
 
     def resumed(self, skip: int) -> Iterator[Sample]:
         """This reader's pass without its first `skip` samples, for a resume mid-epoch.
