@@ -11,6 +11,7 @@ from benchmarks import charts
 BENCHMARKS = (
     "read_local",
     "read_records",
+    "steady",
     "read_gcs",
     "dataloader",
     "write_bulk",

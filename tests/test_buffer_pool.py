@@ -67,18 +67,19 @@ def test_a_free_buffer_too_small_is_replaced_not_kept() -> None:
     assert len(pool._buffers) == 1 and pool._buffers[0] is large.obj
 
 
-def test_a_stream_keeps_its_buffers_from_pass_to_pass(tmp_path) -> None:
+def test_a_loader_keeps_its_buffers_from_epoch_to_epoch(tmp_path) -> None:
     # a pool per pass faulted in fresh memory every epoch (measured: 18k page faults per 20-shard pass)
     store = MessagepackStore(str(tmp_path))
     for s in range(6):
         store.set(Shard([Sample({"x": np.full(4096, s, np.int64)}, f"s{s}_{i}") for i in range(4)], f"sh{s:02d}"))
-    stream = MessagePackDataLoader(str(tmp_path)).get_iter(prefetch=2)
+    loader = MessagePackDataLoader(str(tmp_path))
+    stream = loader.get_iter(prefetch=2)
     for _ in stream:
         pass
     buffers = [id(buffer) for buffer in stream.aio.pool._buffers]
     assert buffers
-    for _ in range(3):
-        for _ in stream:
+    for epoch in range(3):  # the same stream again, and a new stream per epoch as training loops make them
+        for _ in stream if epoch == 0 else loader.get_iter(prefetch=2, seed=epoch, shuffle_key_buffer=6):
             pass
         assert [id(buffer) for buffer in stream.aio.pool._buffers] == buffers
 

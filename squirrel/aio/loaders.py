@@ -88,13 +88,15 @@ async def replay(store: AsyncRecordStore, plan: LoadPlan, skip: int) -> LoadPlan
 class AsyncLoaderStream(PlannedStage, AsyncComposable[Sample]):
     """The async stream a loader's `get_iter` returns: re-iterable, with `set_epoch` for a new order."""
 
-    def __init__(self, store: AsyncRecordStore, plan: LoadPlan) -> None:
+    def __init__(self, store: AsyncRecordStore, plan: LoadPlan, pool: BufferPool | None = None) -> None:
         super().__init__(None)
         self.store = store
         self.plan = plan
         self.metrics = LoaderMetrics()
-        self.pool = BufferPool(max_buffers=plan.prefetch + 4)
-        """The read buffers of this stream's passes, kept from one pass to the next (see `BufferPool`)."""
+        self.pool = pool or BufferPool()
+        """The read buffers of this stream's passes, kept from one pass to the next (the loader's, shared by
+        the streams of its `get_iter` calls: a training loop makes one per epoch)."""
+        self.pool.max_buffers = max(self.pool.max_buffers, plan.prefetch + 4)
         self._length_index: Index | None = None
         self._length_problem: str | None = (
             f"the index of {store.url} is not read yet: `await stream.load_length()` reads it (a sync len() "
@@ -170,6 +172,7 @@ class AsyncRecordLoader(Releasable):
 
     def __init__(self, url: str, compression: str | None = None, **storage_options: Any) -> None:
         self._store = self.store_class(url, compression, **storage_options)
+        self._buffers = BufferPool()  # the read buffers of every pass, from epoch to epoch
 
     @property
     def url(self) -> str:
@@ -263,7 +266,7 @@ class AsyncRecordLoader(Releasable):
             cache_dir=cache_dir,
             cache_limit=cache_limit,
         )
-        return AsyncLoaderStream(self._store, plan)
+        return AsyncLoaderStream(self._store, plan, self._buffers)
 
 
 class AsyncMessagepackLoader(AsyncRecordLoader):
@@ -301,6 +304,7 @@ class AsyncCsvLoader(AsyncRecordLoader):
         self, url: str, compression: str | None = None, dtypes: Dtypes | None = None, **storage_options: Any
     ) -> None:
         self._store = AsyncCsvStore(url, compression, dtypes=dtypes, **storage_options)
+        self._buffers = BufferPool()
 
     @property
     def dtypes(self) -> Dtypes:
