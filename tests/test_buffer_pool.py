@@ -71,8 +71,8 @@ def test_a_loader_keeps_its_buffers_from_epoch_to_epoch(tmp_path) -> None:
     # a pool per pass faulted in fresh memory every epoch (measured: 18k page faults per 20-shard pass)
     store = MessagepackStore(str(tmp_path))
     for s in range(6):
-        store.set(Shard([Sample({"x": np.full(4096, s, np.int64)}, f"s{s}_{i}") for i in range(4)], f"sh{s:02d}"))
-    loader = MessagePackDataLoader(str(tmp_path))
+        store.set(Shard([Sample({"x": np.full(40_000, s, np.int64)}, f"s{s}_{i}") for i in range(4)], f"sh{s:02d}"))
+    loader = MessagePackDataLoader(str(tmp_path))  # shards of 1.3 MB: large, read into pooled buffers
     stream = loader.get_iter(prefetch=2)
     for _ in stream:
         pass
@@ -81,7 +81,8 @@ def test_a_loader_keeps_its_buffers_from_epoch_to_epoch(tmp_path) -> None:
     for epoch in range(3):  # the same stream again, and a new stream per epoch as training loops make them
         for _ in stream if epoch == 0 else loader.get_iter(prefetch=2, seed=epoch, shuffle_key_buffer=6):
             pass
-        assert [id(buffer) for buffer in stream.aio.pool._buffers] == buffers
+        kept = [id(buffer) for buffer in stream.aio.pool._buffers]
+        assert set(buffers) <= set(kept)  # the first epoch's buffers serve the later ones
 
 
 def test_a_pool_pickles_empty() -> None:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 from squirrel.driver import (
@@ -328,10 +329,11 @@ async def test_slow_start_reads_one_first_then_doubles_up_to_its_limit() -> None
 
 
 def test_a_local_pass_starts_with_one_read(tmp_path) -> None:
-    # shards on local disk: the first object is read alone, so the first sample does not wait for the rest
+    # large shards on local disk (small ones are read in groups): the first is read alone, so the first
+    # sample does not wait for the rest
     url = str(tmp_path)
-    for shard in make_shards(6, 2):
-        MessagepackStore(url).set(shard)
+    for i in range(6):
+        MessagepackStore(url).set(Shard([Sample({"x": np.zeros(300_000, np.uint8)}, f"s{i}")], f"shard_{i}"))
     stream = MessagePackDataLoader(url).get_iter(max_concurrency=4, prefetch=4)
     started: list[tuple[int, int]] = []  # (reads in flight, reads done) as each read starts
     done = 0
@@ -346,7 +348,7 @@ def test_a_local_pass_starts_with_one_read(tmp_path) -> None:
             done += 1
 
     stream.aio.store.fetch_objects = counting
-    assert len(stream.collect()) == 12
+    assert len(stream.collect()) == 6
     assert started[1][1] >= 1  # the second read began once the first was done
     assert max(in_flight for in_flight, _ in started) <= 4
 
@@ -356,8 +358,9 @@ def test_prefetch_bounds_the_objects_held_ahead_of_a_sync_consumer(tmp_path, pre
     # objects being read, read and waiting, and crossing to the consumer's thread all count against
     # `prefetch` (each holds a shard's buffer: memory is about prefetch x shard size), however slow the consumer
     url = str(tmp_path)
-    for shard in make_shards(16, 3):
-        MessagepackStore(url).set(shard)
+    for i in range(16):  # large shards (small ones are read in groups)
+        samples = [Sample({"x": np.full(100_000, j, np.uint8)}, f"sh{i}_{j}") for j in range(3)]
+        MessagepackStore(url).set(Shard(samples, f"shard_{i:02d}"))
     stream = MessagePackDataLoader(url).get_iter(prefetch=prefetch)
     started = 0
     original = stream.aio.store.fetch_objects
@@ -374,3 +377,26 @@ def test_prefetch_bounds_the_objects_held_ahead_of_a_sync_consumer(tmp_path, pre
             time.sleep(0.02)  # a slow consumer: the pipeline fills up while it works
             ahead.append(started - (consumed // 3 + 1))
     assert max(ahead) == prefetch
+
+
+async def test_small_objects_are_read_in_groups_and_large_ones_alone(store_url: str) -> None:
+    # a store of one-sample shards streams at the speed of a record store (groups of small objects: one
+    # thread hop each, or the sync consumer's own thread), while large shards are read one at a time
+    from squirrel.aio import AsyncMessagepackStore
+
+    small, large = AsyncMessagepackStore(store_url + "/small"), AsyncMessagepackStore(store_url + "/large")
+    for i in range(3):
+        await small.set(Shard([Sample({"i": i}, f"k{i}")], f"shard_{i}"))
+        await large.set(Shard([Sample({"x": np.zeros(300_000, np.uint8)}, f"k{i}")], f"shard_{i}"))
+    keys = ["shard_0", "shard_1", "shard_2"]
+    blocking = store_url.startswith(("/", "memory://"))
+    assert (await small.group_reader(keys) is not None) == blocking
+    assert await large.group_reader(keys) is None
+    if blocking:
+        read = await small.group_reader(keys)
+        assert read is not None
+        fetched = await asyncio.to_thread(read, [*keys, "nope"])
+        assert [item.key for item in fetched] == [*keys, "nope"]
+        assert isinstance(fetched[-1].error, KeyError) and all(item.error is None for item in fetched[:3])
+    await small.aclose()
+    await large.aclose()

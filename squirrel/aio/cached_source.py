@@ -49,11 +49,6 @@ class CachedSource:
         self._writes: dict[str, concurrent.futures.Future[bool]] = {}
 
     @property
-    def objects_per_read(self) -> int:
-        """As the store's (one object per request on object stores)."""
-        return self.store.objects_per_read
-
-    @property
     def whole_objects(self) -> bool:
         """As the store's (cached stores read whole objects)."""
         return self.store.whole_objects
@@ -63,7 +58,7 @@ class CachedSource:
         """False: a cached store is an object store (its misses wait on the network)."""
         return False
 
-    async def group_reader(self) -> None:
+    async def group_reader(self, keys: Sequence[str]) -> None:
         """None: a cached store is an object store, read one request per object (`fetch_objects`)."""
         return None
 

@@ -67,7 +67,8 @@ async def open_pass(
         source, stored = source_for(store, cache, expected), [] if named else sorted(expected or ())
     if not stored and not named and not plan.allow_empty:
         raise await store.nothing_to_read()
-    return Pass(source, plan, metrics, plan.reader_keys(stored), await source.group_reader(), pool)
+    keys = plan.reader_keys(stored)
+    return Pass(source, plan, metrics, keys, await source.group_reader(keys), pool)
 
 
 async def quota(store: AsyncRecordStore, plan: LoadPlan) -> int | None:

@@ -14,8 +14,8 @@ decodes one (`decode_object`, pure CPU, possibly pulling further chunks of a lar
   ones are decoded inline, where a thread hop would cost more than the decoding (``"loop"``: all
   complete objects inline).
 
-Small objects on local disk and memory:// (a record store's one-sample objects) are read in groups
-(`ObjectSource.objects_per_read`) that grow from 8 objects to `prefetch`, so the first sample comes early.
+Small objects on local disk and memory:// (a record store's one-sample objects, small shards) are read in
+groups (`ObjectSource.group_reader`) that grow from 8 objects to `prefetch`, so the first sample comes early.
 The async face reads a group in one worker-thread hop, one group at a time; the sync face reads it in
 the consumer's own thread (`Pass.objects_here`): a small read from the page cache costs a few µs, less
 than the thread wake-ups that would move it elsewhere, and two threads taking turns at the GIL made each
@@ -45,12 +45,16 @@ if TYPE_CHECKING:
     from squirrel.metrics import LoaderMetrics
     from squirrel.sample import Sample
 
-__all__ = ["DECODE_IN_WORKER_BYTES", "Fetched", "ObjectSource", "Pass", "ReadGroup", "Rest", "SlowStart"]
+__all__ = ["DECODE_IN_WORKER_BYTES", "GROUP_SIZE", "Fetched", "ObjectSource", "Pass", "ReadGroup", "Rest", "SlowStart"]
 
 logger = logging.getLogger("squirrel")
 
 DECODE_IN_WORKER_BYTES = 256 * 1024
 """Under ``decode_in="worker"``, objects at least this large are decoded in a worker thread."""
+
+GROUP_SIZE = 256
+"""Most small objects read together (`ObjectSource.group_reader`): one thread hop, or one stretch of the
+consumer's thread, serves them all."""
 
 Rest = Callable[[], Iterable[bytes]]
 """Gives the chunks of an object after its first (`Fetched.complete` is False), in order, as they are read."""
@@ -86,11 +90,6 @@ class ObjectSource(Protocol):
         ...
 
     @property
-    def objects_per_read(self) -> int:
-        """How many objects `fetch_objects` is given at once (many small ones share one thread hop)."""
-        ...
-
-    @property
     def whole_objects(self) -> bool:
         """Whether `decode_object` yields an object's samples as one chunk (what a resumed pass replays on)."""
         ...
@@ -104,10 +103,11 @@ class ObjectSource(Protocol):
         `error` set."""
         ...
 
-    async def group_reader(self) -> ReadGroup | None:
-        """What reads a group of objects as `fetch_objects` does, but in whichever thread calls it: for a
-        source whose objects are read many at once from a blocking filesystem (`objects_per_read` > 1);
-        None for the others. Awaited on the loop of the pass (it binds that loop's filesystem)."""
+    async def group_reader(self, keys: Sequence[str]) -> ReadGroup | None:
+        """What reads a group of the objects `keys` as `fetch_objects` does, but in whichever thread calls
+        it: for small objects on a blocking filesystem, read `GROUP_SIZE` at a time; None when each object
+        is read on its own (object stores, large shards). Awaited on the loop of the pass (it binds that
+        loop's filesystem)."""
         ...
 
     def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
@@ -162,10 +162,10 @@ class Pass:
         self.plan = plan
         self.metrics = metrics
         self.keys = keys
-        self.read_group = read_group  # the source's `group_reader`, for `objects_here`
+        self.read_group = read_group  # the source's `group_reader`: small objects are read in groups
         # Recycled buffers pay off for large objects read one per request; small ones are read plainly. A
         # stream passes its own `pool`, kept from pass to pass (a fresh one faulted in new pages every pass).
-        self.pool = (pool or BufferPool(max_buffers=plan.prefetch + 4)) if source.objects_per_read == 1 else None
+        self.pool = (pool or BufferPool(max_buffers=plan.prefetch + 4)) if read_group is None else None
 
     def skipped(self, key: str, error: Exception) -> list[Any]:
         """A bad object: raise `error` under ``on_error="raise"``; under "skip" log and count it, and
@@ -178,7 +178,7 @@ class Pass:
 
     async def objects(self) -> AsyncIterator[Fetched]:
         """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
-        plan, per_read = self.plan, self.source.objects_per_read
+        plan, read_group = self.plan, self.read_group
         requests = (
             SlowStart(plan.max_concurrency) if self.source.reads_use_cpu else asyncio.Semaphore(plan.max_concurrency)
         )
@@ -190,13 +190,15 @@ class Pass:
             async with requests:
                 self.metrics.in_flight += len(wanted)
                 try:
+                    if read_group is not None:  # a group of small objects: one worker-thread hop
+                        return self._completed(group, await asyncio.to_thread(read_group, wanted))
                     return self._completed(group, await self.source.fetch_objects(wanted, self.pool))
                 finally:
                     self.metrics.in_flight -= len(wanted)
 
         # One group at a time: reading many small files from several threads at once was slower (measured:
         # 16k objects/s with one group in flight, 13k with two), as each file's system calls retake the GIL.
-        window = plan.prefetch if per_read <= 1 else 1
+        window = plan.prefetch if read_group is None else 1
         stream = AsyncIterableSource(self._groups()).async_map(fetch, max_concurrency=window)
         async with closing(aiter(stream)) as results:
             async for group in results:
@@ -215,7 +217,7 @@ class Pass:
             yield from self._completed(group, read(wanted) if wanted else [])
 
     def _groups(self) -> list[Sequence[str]]:
-        return _groups(self.keys, min(max(1, self.source.objects_per_read), self.plan.prefetch))
+        return _groups(self.keys, min(GROUP_SIZE, self.plan.prefetch) if self.read_group is not None else 1)
 
     def _wanted(self, group: Sequence[str]) -> Sequence[str]:
         """The keys of `group` to read: all but those a resumed pass replaces by placeholders."""

@@ -157,7 +157,7 @@ class AsyncCsvStore(AsyncRecordStore):
 
     codec: CsvCodec = CsvCodec()
     one_object_per_sample: ClassVar[bool] = False
-    max_objects_per_read: ClassVar[int] = 1
+    groups_small_objects: ClassVar[bool] = False
     whole_objects: ClassVar[bool] = False
 
     def __init__(

@@ -11,12 +11,17 @@ import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from squirrel.aio.buffer_pool import BufferPool
     from squirrel.codec.base import Buffer
 
 __all__ = [
+    "SIZE_PROBES",
+    "SMALL_OBJECT_BYTES",
     "SMALL_READ_BYTES",
     "TEMP_SUFFIX",
+    "all_small",
     "local_names",
     "read_local",
     "remove_stale_temp_files",
@@ -32,6 +37,22 @@ _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX), re.DOTAL
 SMALL_READ_BYTES = 256 * 1024
 """A small object is read with one `os.read` of this size: each system call releases and retakes the GIL,
 which is what reading many small files from threads costs most."""
+
+
+SMALL_OBJECT_BYTES = 256 * 1024
+"""Objects up to this size are read in groups (one thread hop, or in the consumer's thread, for many): a
+hop per object cost more than reading it. Larger ones are read one at a time, into recycled buffers."""
+SIZE_PROBES = 8
+"""How many of a pass's first objects `all_small` looks at to tell small objects from large shards."""
+
+
+def all_small(size: Callable[[str], int], paths: Sequence[str]) -> bool:
+    """Whether the objects at `paths` all exist and hold at most `SMALL_OBJECT_BYTES`, by their `size` (a
+    ``stat`` on local disk, the filesystem's metadata on memory://)."""
+    try:
+        return bool(paths) and all(size(path) <= SMALL_OBJECT_BYTES for path in paths)
+    except OSError:  # a missing object is reported where the pass reads it
+        return False
 
 
 def read_local(path: str, pool: BufferPool | None) -> Buffer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio.fs import LoopFilesystems, is_local
@@ -21,7 +22,13 @@ from squirrel.aio.storage_options import check_storage_options, reports_missing_
 from squirrel.aio.stores.caching import cache_options, shard_cache, source_for
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
 from squirrel.aio.stores.layout import Layout
-from squirrel.aio.stores.local import read_local, remove_stale_temp_files, write_local_atomically
+from squirrel.aio.stores.local import (
+    SIZE_PROBES,
+    all_small,
+    read_local,
+    remove_stale_temp_files,
+    write_local_atomically,
+)
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression, check_level
 from squirrel.errors import DecodeError
@@ -31,7 +38,6 @@ from squirrel.plan import LoadPlan
 from squirrel.sample import Sample, Shard
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
     from fsspec.asyn import AsyncFileSystem
@@ -77,8 +83,8 @@ class AsyncRecordStore(IndexedStore, Releasable):
     codec: Codec = MessagepackCodec()
     """The format of the store's objects: a class's default, which a store may replace with its own."""
     one_object_per_sample: ClassVar[bool] = True
-    max_objects_per_read: ClassVar[int] = 256
-    """Most objects read in one thread hop from a blocking filesystem (small one-sample objects)."""
+    groups_small_objects: ClassVar[bool] = True
+    """Whether small objects on local disk and memory:// are read in groups (csv streams each object)."""
     whole_objects: ClassVar[bool] = True
 
     def __init__(
@@ -124,12 +130,6 @@ class AsyncRecordStore(IndexedStore, Releasable):
     def reads_use_cpu(self) -> bool:
         """Whether reads are this machine's work (local disk, memory://), not a server's (see `SlowStart`)."""
         return self.layout.protocol in LOCAL_PROTOCOLS
-
-    @property
-    def objects_per_read(self) -> int:
-        """How many objects the pipeline reads at once: many from local disk and memory://, one per request
-        from object stores (see `squirrel.aio.pipeline`)."""
-        return self.max_objects_per_read if self.layout.protocol in LOCAL_PROTOCOLS else 1
 
     async def info(self, key: str) -> dict[str, Any]:
         """The filesystem's details of object `key` now (size, version...); `KeyError` if there is none."""
@@ -208,19 +208,22 @@ class AsyncRecordStore(IndexedStore, Releasable):
     # -- the pipeline's hooks (see `squirrel.aio.pipeline.ObjectSource`) -------------------------
 
     async def fetch_objects(self, keys: Sequence[str], pool: BufferPool | None) -> list[Fetched]:
-        """Read, check and inflate the objects `keys`: from a blocking filesystem (local disk, memory://) in
-        one worker thread, large ones into recycled buffers of `pool` (None: fresh memory); from an object
-        store as concurrent requests. A bad or missing object comes back with its `error` set."""
+        """Read, check and inflate the objects `keys`: from local disk and memory:// in one worker thread (into
+        `pool`'s recycled buffers if given), else as concurrent requests; a bad one comes with its `error` set."""
         if self.verify_checksums:
             await self._loaded_index()
         if self.layout.protocol in LOCAL_PROTOCOLS:
             return await asyncio.to_thread(self._read_group, self._blocking_read(pool), keys)
         return list(await asyncio.gather(*(self._read_remote(key) for key in keys)))
 
-    async def group_reader(self) -> ReadGroup | None:
-        """`fetch_objects` in the calling thread, for the small objects of a store on local disk or memory://
-        (`objects_per_read` > 1); None for the others (see `squirrel.aio.pipeline.ObjectSource`)."""
-        if self.objects_per_read <= 1:
+    async def group_reader(self, keys: Sequence[str]) -> ReadGroup | None:
+        """`fetch_objects` in the calling thread, for small objects on local disk or memory:// (a record store's;
+        a shard store's when the first of `keys` are: `all_small`); None for the others (read one at a time)."""
+        if not self.groups_small_objects or self.layout.protocol not in LOCAL_PROTOCOLS:
+            return None
+        size = os.path.getsize if self.layout.on_local_disk else self._fs().sync_fs.size
+        probed = [self._object_path(key) for key in keys[:SIZE_PROBES]]
+        if not self.one_object_per_sample and not await asyncio.to_thread(all_small, size, probed):
             return None
         if self.verify_checksums:
             await self._loaded_index()
@@ -235,13 +238,12 @@ class AsyncRecordStore(IndexedStore, Releasable):
         fetched = []
         for key in keys:
             try:
-                try:
-                    data = read(self._object_path(key))
-                except FileNotFoundError:
-                    raise self._missing(key) from None
+                data = read(self._object_path(key))
                 if self.verify_checksums and self._index is not None:
                     self._verify_now(key, data, self._index)
                 fetched.append(Fetched(key, self.decompress(key, data) if self.compression is not None else data))
+            except FileNotFoundError:
+                fetched.append(Fetched(key, error=self._missing(key)))
             except (KeyError, DecodeError) as error:
                 fetched.append(Fetched(key, error=error))
         return fetched
@@ -270,9 +272,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
 
     def _objects_of(self, item: Sample | Shard) -> list[tuple[str, Sequence[Sample]]]:
         if isinstance(item, Shard):
-            if self.one_object_per_sample:
-                return [(sample.key, [sample]) for sample in item.value]
-            return [(item.key, item.value)]
+            return [(one.key, [one]) for one in item.value] if self.one_object_per_sample else [(item.key, item.value)]
         if isinstance(item, Sample):
             return [(item.key, [item])]
         raise TypeError(f"{type(self).__name__}.set takes a Sample or a Shard, got {type(item).__name__}")

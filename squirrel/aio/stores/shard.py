@@ -32,7 +32,6 @@ class AsyncShardStore(AsyncRecordStore):
     """
 
     one_object_per_sample: ClassVar[bool] = False
-    max_objects_per_read: ClassVar[int] = 1
     _squirrel_core_codec: ClassVar[Codec]
 
     def __init__(
