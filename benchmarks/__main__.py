@@ -18,6 +18,7 @@ BENCHMARKS = (
     "write_dask",
     "compression",
     "cache",
+    "scale",
 )
 """Modules of this package with a ``main(argv) -> int``, run in this order."""
 

@@ -1,13 +1,36 @@
-"""Remote read benchmark (issue "Reliability"): the read benchmark's data on a local GCS server behind a
-proxy that adds 20 ms to every request, read by this project's sync and async loaders and by squirrel-core
-0.20.2's `MessagepackDriver`; plus an async service issuing 1,000 concurrent `store.get` calls, once with the
-store's default connection pool (aiohttp's 100) and once with ``max_connections=1000``.
+"""Remote read benchmark (issues "Reliability" and 15, goal 6): gs:// reads against aiohttp and squirrel-core.
 
-One fake-gcs-server (memory backend) and the delaying proxies run on 127.0.0.1 for the whole run: byte-for-byte
-copies of read_local's shards (ours uncompressed, squirrel-core's gzip) and 1,000 small records are uploaded
-straight to the server; every pass is a fresh process given only a proxy's URL, so the delay sits between
-client and server, never in the client. Each variant has its own proxy, which counts the bytes it carries:
-the run fails unless every variant's data went through it. Passes refuse any non-loopback connection.
+read_local's data on a local GCS server, read by this project's loaders, by squirrel-core 0.20.2's
+`MessagepackDriver` and by plain aiohttp.
+
+One fake-gcs-server (memory backend) runs on 127.0.0.1 for the whole run: byte-for-byte copies of
+read_local's shards (ours uncompressed, squirrel-core's gzip) and 1,000 small records are uploaded straight
+to it. Every pass is a fresh process given only an endpoint URL; passes refuse any non-loopback connection.
+Three groups of passes, each run interleaved round-robin (`run_rounds`); goals are ratios taken within a
+round, their median checked and their spread printed:
+
+- Behind a proxy adding 20 ms to every request (each variant its own proxy, which counts the bytes it
+  carries: the run fails unless every variant's data went through it, so none went around the delay):
+  ``ours-sync`` (`MessagePackDataLoader.get_iter()`, defaults), ``ours-sync-tuned`` (`TUNED`),
+  ``ours-async`` (`AsyncMessagepackLoader`), ``core-w4``/``core-w16`` (squirrel-core, 4/16 workers).
+- Straight to the server, no added delay (``*-direct``): ``ours-sync-direct``, ``ours-async-direct`` and
+  ``aiohttp-direct``, the transport reference: one `aiohttp.ClientSession` GETting the same shard objects
+  from the same server, 8 at a time (``asyncio.Semaphore(8)``), at the JSON API media URL gcsfs itself
+  requests (``/download/storage/v1/b/{bucket}/o/{quoted name}?alt=media``). The reference only downloads:
+  no decoding, no listing (it takes the shard names from the local files; the loaders also list the folder
+  and look for an index, two more requests). No proxy here: with no delay to add, a Python proxy would only
+  spend a core copying bytes on this 2-core machine and cap both sides alike, hiding the loaders' own cost.
+- 1,000 concurrent gets in one asyncio service (run after the reads, fresh process each, rotated per
+  round): ``store.get`` of `AsyncRecordStore` through a 20 ms proxy, with the default pool (aiohttp's 100)
+  and with ``max_connections=1000``; and straight to the server with the default pool (``gets-direct``)
+  against ``aiohttp-gets-direct``: 1,000 tasks GETting the same objects at once over one
+  `aiohttp.ClientSession` (default pool of 100 too), downloading only.
+
+Goals: each of ours at least `GOAL_X` times squirrel-core's best (20 ms); issue 15's goal 6: with no
+delay, sync and async loader each >= 0.8x ``aiohttp-direct``; with 20 ms, sync >= async and tuned >= the
+default; 1,000 direct gets >= 0.9x plain aiohttp's, the store's p99 latency <= 2x its p50. The direct passes
+take under a second each, so they run `DIRECT_ROUNDS_FACTOR` times as many rounds. Other work on the machine
+shows in the spreads: the ratios cancel what hits both passes of a round alike, not the rest.
 
     python -m benchmarks.read_gcs            # full run: 20,000 samples, 3 rounds
     SQUIRREL_BENCH_SMALL=1 python -m benchmarks.read_gcs   # smoke run: 2,000 samples, 1 round
@@ -29,7 +52,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchmarks._measure import (
     MB,
@@ -58,6 +81,11 @@ from benchmarks.read_local import (
     parse_run_args,
     shard_files,
 )
+from benchmarks.reference_dataset import size_args
+from benchmarks.reference_stats import format_spread_table, goal_over_rounds, round_ratios
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
 
 T = TypeVar("T")
 
@@ -81,6 +109,20 @@ PASSES = tuple(FORMAT_OF)
 OURS = tuple(name for name in PASSES if name.startswith("ours"))
 CORE = tuple(name for name in PASSES if name.startswith("core"))
 
+DIRECT = "-direct"
+"""Suffix of the passes that talk to the server straight, with no proxy and no added delay."""
+REFERENCE = "aiohttp-direct"
+"""Plain aiohttp downloading the shard objects the loaders read, `REFERENCE_WIDTH` at a time."""
+DIRECT_PASSES = ("ours-sync-direct", "ours-async-direct", REFERENCE)
+REFERENCE_WIDTH = 8
+DIRECT_ROUNDS_FACTOR = 2
+"""The direct passes and gets run this many times `Config.rounds` rounds: they are short, their spread wide."""
+LOADER_VS_AIOHTTP = 0.8
+SYNC_VS_ASYNC = 1.0
+TUNED_VS_DEFAULT = 1.0
+GETS_VS_AIOHTTP = 0.9
+P99_OVER_P50 = 2.0
+
 GETS = "gets"
 """The concurrent-gets service, run in a fresh process after the rounds, once per round."""
 RECORDS = "records"
@@ -88,6 +130,10 @@ RECORDS = "records"
 GETS_WIDE = "gets-wide"
 """The same service with `WIDE_MAX_CONNECTIONS`: one connection per concurrent get."""
 WIDE_MAX_CONNECTIONS = 1_000
+GETS_DIRECT = "gets-direct"
+"""The store's gets with its default pool, straight to the server."""
+AIOHTTP_GETS = "aiohttp-gets-direct"
+"""The same 1,000 GETs at once over one plain aiohttp session (default pool), straight to the server."""
 CONCURRENT_GETS = 1_000
 RECORD_FLOATS = 128
 """float64 values per record: a 1,024 B payload."""
@@ -97,7 +143,19 @@ def record_key(index: int) -> str:
     return f"r{index:05d}"
 
 
-# -- passes (fresh processes; only a proxy's URL) ---------------------------------------------------
+def record_object(index: int) -> str:
+    """The object that holds record `index` in the bucket (the record store's layout: one object per key)."""
+    return f"{RECORDS}/{record_key(index)}.msgpack"
+
+
+def media_url(endpoint: str, name: str) -> str:
+    """The JSON API download URL of object `name`, as gcsfs builds it (`GCSFileSystem.url`)."""
+    from urllib.parse import quote
+
+    return f"{endpoint}/download/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}?alt=media"
+
+
+# -- passes (fresh processes; only an endpoint's URL: a proxy's or the server's) -------------------
 
 
 _refused: list[str] = []
@@ -138,9 +196,12 @@ def _import_gcs_filesystem() -> None:
 
 
 def _ours_pass(name: str, endpoint: str) -> PassResult:
-    url = f"gs://{BUCKET}/{FORMAT_OF[name]}"
+    """One pass of our loader `name` (a 20 ms variant, or its ``-direct`` twin), timed from `get_iter()` to the
+    last sample."""
+    base = name.removesuffix(DIRECT)
+    url = f"gs://{BUCKET}/{FORMAT_OF[base]}"
     _import_gcs_filesystem()
-    if name == "ours-async":
+    if base == "ours-async":
         from squirrel.aio import AsyncMessagepackLoader
 
         async def run() -> PassResult:
@@ -151,7 +212,7 @@ def _ours_pass(name: str, endpoint: str) -> PassResult:
     from squirrel.driver import MessagePackDataLoader
 
     loader = MessagePackDataLoader(url, endpoint_url=endpoint)
-    knobs = TUNED if name == "ours-sync-tuned" else {}
+    knobs = TUNED if base == "ours-sync-tuned" else {}
     return measure(name, lambda: loader.get_iter(**knobs), _weigh_sample)
 
 
@@ -167,6 +228,72 @@ def _core_pass(name: str, endpoint: str) -> PassResult:
     _import_gcs_filesystem()  # after the core driver: this loads squirrel-core's gs class
     workers = int(name.removeprefix("core-w"))
     return measure(name, lambda: driver.get_iter(max_workers=workers), _weigh_dict)
+
+
+def _reference_pass(config: Config, endpoint: str) -> PassResult:
+    """Plain aiohttp downloading our shard objects, `REFERENCE_WIDTH` at a time, no decoding: the transport's
+    floor for the loaders' direct passes. Each object counts the samples it holds (``shard_size``) and its
+    bytes; `RuntimeError` if an object's size differs from its local file's."""
+    import aiohttp
+
+    sizes = {f"{FORMAT_OF['ours-sync']}/{path.name}": path.stat().st_size for path in shard_files(config, "ours")}
+
+    async def download(session: aiohttp.ClientSession, gate: asyncio.Semaphore, name: str) -> bytes:
+        async with gate, session.get(media_url(endpoint, name)) as response:
+            response.raise_for_status()
+            body = await response.read()
+        if len(body) != sizes[name]:
+            raise RuntimeError(f"{name}: {len(body):,} B downloaded, {sizes[name]:,} B uploaded")
+        return body
+
+    async def downloads() -> AsyncIterator[bytes]:
+        gate = asyncio.Semaphore(REFERENCE_WIDTH)
+        async with aiohttp.ClientSession() as session:
+            for done in asyncio.as_completed([download(session, gate, name) for name in sizes]):
+                yield await done  # coroutines, not a task list: a body is dropped once consumed
+
+    async def run() -> PassResult:
+        return await measure_async(REFERENCE, downloads, lambda body: (config.shard_size, len(body)))
+
+    return asyncio.run(run())
+
+
+def _latency_figures(seconds: float, cpu: float, latencies: Sequence[float]) -> dict[str, float]:
+    """Throughput and latency quantiles of one run of concurrent gets."""
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "gets": len(latencies),
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "gets_per_s": len(latencies) / seconds,
+        "p50_ms": 1e3 * cuts[49],
+        "p99_ms": 1e3 * cuts[98],
+    }
+
+
+def _aiohttp_gets_pass(endpoint: str) -> dict[str, float]:
+    """1,000 tasks each GETting one record object at once over one plain aiohttp session (aiohttp's default pool,
+    as the store's), downloading only; adds ``bytes``, the bodies' total. `aiohttp.ClientResponseError` on a
+    failed GET."""
+    import aiohttp
+
+    async def get(session: aiohttp.ClientSession, index: int) -> tuple[float, int]:
+        started = time.perf_counter()
+        async with session.get(media_url(endpoint, record_object(index))) as response:
+            response.raise_for_status()
+            body = await response.read()
+        return time.perf_counter() - started, len(body)
+
+    async def serve() -> dict[str, float]:
+        async with aiohttp.ClientSession() as session:
+            cpu0, started = cpu_seconds(), time.perf_counter()
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(get(session, i)) for i in range(CONCURRENT_GETS)]
+            seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu0
+        figures = _latency_figures(seconds, cpu, [task.result()[0] for task in tasks])
+        return {**figures, "bytes": sum(task.result()[1] for task in tasks)}
+
+    return asyncio.run(serve())
 
 
 def _gets_pass(endpoint: str, max_connections: int | None = None) -> dict[str, float]:
@@ -194,25 +321,21 @@ def _gets_pass(endpoint: str, max_connections: int | None = None) -> dict[str, f
             seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu0
         return seconds, cpu, [task.result() for task in tasks]
 
-    seconds, cpu, latencies = asyncio.run(serve())
-    cuts = statistics.quantiles(latencies, n=100)
-    return {
-        "gets": len(latencies),
-        "seconds": seconds,
-        "cpu_s": cpu,
-        "gets_per_s": len(latencies) / seconds,
-        "p50_ms": 1e3 * cuts[49],
-        "p99_ms": 1e3 * cuts[98],
-    }
+    return _latency_figures(*asyncio.run(serve()))
 
 
-def run_pass(name: str, endpoint: str) -> str:
-    """One pass of `name` against `endpoint` (a proxy), as a JSON line; fails if it reached beyond loopback."""
+def run_pass(name: str, endpoint: str, config: Config) -> str:
+    """One pass of `name` against `endpoint` (a proxy or the server), as a JSON line; `RuntimeError` if it
+    reached beyond loopback."""
     refuse_remote_network()
-    if name == GETS:
+    if name in (GETS, GETS_DIRECT):
         line = json.dumps(_gets_pass(endpoint))
     elif name == GETS_WIDE:
         line = json.dumps(_gets_pass(endpoint, WIDE_MAX_CONNECTIONS))
+    elif name == AIOHTTP_GETS:
+        line = json.dumps(_aiohttp_gets_pass(endpoint))
+    elif name == REFERENCE:
+        line = _reference_pass(config, endpoint).to_json()
     else:
         line = (_core_pass if name in CORE else _ours_pass)(name, endpoint).to_json()
     if _refused:
@@ -261,9 +384,9 @@ def upload(config: Config, server_url: str) -> dict[str, int]:
     return {folder: fs.du(f"{BUCKET}/{folder}") for folder in (*formats, RECORDS)}
 
 
-def _pass_command(name: str, endpoint: str, core_python: Path) -> list[str]:
+def _pass_command(name: str, endpoint: str, core_python: Path, config: Config) -> list[str]:
     python = core_python if name in CORE else Path(sys.executable)
-    return [str(python), "-m", "benchmarks.read_gcs", "--pass", name, "--endpoint", endpoint]
+    return [str(python), "-m", "benchmarks.read_gcs", "--pass", name, "--endpoint", endpoint, *size_args(config)]
 
 
 def _run_gets(command: list[str]) -> dict[str, float]:
@@ -273,12 +396,91 @@ def _run_gets(command: list[str]) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def gets_rounds(commands: dict[str, list[str]], rounds: int) -> dict[str, list[dict[str, float]]]:
+    """Run each gets service `rounds` times in fresh processes, interleaved round-robin as `run_rounds` does
+    (each round starting one later), so the services of a round see the same machine."""
+    names = list(commands)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(_run_gets(commands[name]))
+    return runs
+
+
 def check_traffic(config: Config, sizes: dict[str, int], traffic: dict[str, dict[str, int]]) -> None:
-    """Every pass must have read all its data through its own proxy: none went around the delay."""
+    """Every proxied pass must have read all its data through its own proxy: none went around the delay."""
     for name, folder in {**FORMAT_OF, GETS: RECORDS, GETS_WIDE: RECORDS}.items():
         expected = config.rounds * sizes[folder]
         if traffic[name]["reply_bytes"] < expected:
             raise RuntimeError(f"{name}: {traffic[name]} through its proxy, expected >= {expected:,} reply bytes")
+
+
+def check_direct(
+    config: Config,
+    sizes: dict[str, int],
+    direct: dict[str, list[PassResult]],
+    aiohttp_gets: Sequence[dict[str, float]],
+) -> None:
+    """Every direct loader pass read every sample; every reference pass downloaded every shard and record byte."""
+    _check(config, {name: passes for name, passes in direct.items() if name != REFERENCE})
+    for result in direct[REFERENCE]:
+        if (result.samples, result.payload_bytes) != (config.samples, sizes["ours"]):
+            raise RuntimeError(f"{REFERENCE} downloaded {result.samples} samples / {result.payload_bytes:,} B")
+    for run in aiohttp_gets:
+        if run["bytes"] != sizes[RECORDS]:
+            raise RuntimeError(f"{AIOHTTP_GETS} downloaded {run['bytes']:,} B of {sizes[RECORDS]:,}")
+
+
+def goal6(
+    results: dict[str, list[PassResult]],
+    direct: dict[str, list[PassResult]],
+    direct_gets: dict[str, list[dict[str, float]]],
+) -> tuple[list[Goal], dict[str, list[float]]]:
+    """Issue 15's goal 6, each figure taken round by round (median checked, smallest and largest kept), and the
+    per-round values by goal name."""
+    store, plain = direct_gets[GETS_DIRECT], direct_gets[AIOHTTP_GETS]
+    per_round = {
+        "6. no delay: sync loader vs plain aiohttp, x": (
+            round_ratios(direct["ours-sync-direct"], direct[REFERENCE]),
+            LOADER_VS_AIOHTTP,
+        ),
+        "6. no delay: async loader vs plain aiohttp, x": (
+            round_ratios(direct["ours-async-direct"], direct[REFERENCE]),
+            LOADER_VS_AIOHTTP,
+        ),
+        "6. 20 ms: sync pass vs async pass, x": (
+            round_ratios(results["ours-sync"], results["ours-async"]),
+            SYNC_VS_ASYNC,
+        ),
+        "6. 20 ms: tuned sync vs default sync, x": (
+            round_ratios(results["ours-sync-tuned"], results["ours-sync"]),
+            TUNED_VS_DEFAULT,
+        ),
+        f"6. no delay: {CONCURRENT_GETS:,} store.get vs plain aiohttp GETs, x": (
+            [ours["gets_per_s"] / ref["gets_per_s"] for ours, ref in zip(store, plain, strict=True)],
+            GETS_VS_AIOHTTP,
+        ),
+    }
+    found = [goal_over_rounds(name, values, target) for name, (values, target) in per_round.items()]
+    p99_name = "6. no delay: store.get p99 / p50 latency"
+    p99_values = [run["p99_ms"] / run["p50_ms"] for run in store]
+    found.append(goal_over_rounds(p99_name, p99_values, P99_OVER_P50, at_most=True))
+    return found, {**{name: values for name, (values, _) in per_round.items()}, p99_name: p99_values}
+
+
+def _median_figures(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {figure: statistics.median(run[figure] for run in runs) for figure in runs[0]}
+
+
+def _print_gets(label: str, runs: Sequence[dict[str, float]]) -> None:
+    figures = _median_figures(runs)
+    tails = [run["p99_ms"] / run["p50_ms"] for run in runs]
+    print(
+        f"  {label:<28} {figures['gets_per_s']:8,.0f} gets/s, p50 {figures['p50_ms']:6.1f} ms, "
+        f"p99 {figures['p99_ms']:6.1f} ms, p99/p50 {statistics.median(tails):.2f} "
+        f"({min(tails):.2f} .. {max(tails):.2f})"
+    )
 
 
 def run_benchmark(config: Config) -> dict[str, Any]:
@@ -288,6 +490,7 @@ def run_benchmark(config: Config) -> dict[str, Any]:
     started = time.perf_counter()
     core_python = ensure_core_venv()
     written = ensure_dataset(config, core_python)
+    direct_rounds = config.rounds * DIRECT_ROUNDS_FACTOR
     server = GcsServer()
     server.start()
     try:
@@ -298,18 +501,22 @@ def run_benchmark(config: Config) -> dict[str, Any]:
                 name: stack.enter_context(MeteredProxy(server.port, DELAY_S)) for name in (*PASSES, GETS, GETS_WIDE)
             }
             print(
-                f"read_gcs: {config.samples:,} samples, {config.shard_size:,} per shard, {config.rounds} round(s); "
-                f"fake-gcs-server {server.url} behind {len(proxies)} proxies adding {1e3 * DELAY_S:.0f} ms per "
-                f"request; data {'written: ' + ', '.join(written) if written else 'reused'}",
+                f"read_gcs: {config.samples:,} samples, {config.shard_size:,} per shard, {config.rounds} round(s) "
+                f"({direct_rounds} of the direct passes); fake-gcs-server {server.url}, {len(proxies)} proxies "
+                f"adding {1e3 * DELAY_S:.0f} ms per request; data "
+                f"{'written: ' + ', '.join(written) if written else 'reused'}",
                 flush=True,
             )
-            commands = {name: _pass_command(name, proxies[name].url, core_python) for name in PASSES}
-            results = run_rounds(commands, config.rounds, cwd=REPO_ROOT)
-            gets_runs: list[dict[str, float]] = []
-            gets_wide_runs: list[dict[str, float]] = []
-            for _ in range(config.rounds):  # interleaved, so both see the same machine
-                gets_runs.append(_run_gets(_pass_command(GETS, proxies[GETS].url, core_python)))
-                gets_wide_runs.append(_run_gets(_pass_command(GETS_WIDE, proxies[GETS_WIDE].url, core_python)))
+
+            def command(name: str, endpoint: str) -> list[str]:
+                return _pass_command(name, endpoint, core_python, config)
+
+            results = run_rounds({name: command(name, proxies[name].url) for name in PASSES}, config.rounds, REPO_ROOT)
+            direct = run_rounds({name: command(name, server.url) for name in DIRECT_PASSES}, direct_rounds, REPO_ROOT)
+            gets = gets_rounds({name: command(name, proxies[name].url) for name in (GETS, GETS_WIDE)}, config.rounds)
+            direct_gets = gets_rounds(
+                {name: command(name, server.url) for name in (GETS_DIRECT, AIOHTTP_GETS)}, direct_rounds
+            )
             traffic = {
                 name: {"connections": proxy.connections, "reply_bytes": proxy.reply_bytes}
                 for name, proxy in proxies.items()
@@ -318,44 +525,51 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         server.stop()
     _check(config, results)
     check_traffic(config, sizes, traffic)
+    check_direct(config, sizes, direct, direct_gets[AIOHTTP_GETS])
 
     rows = {name: medians(passes) for name, passes in results.items()}
+    direct_rows = {name: medians(passes) for name, passes in direct.items()}
     best_core = max(CORE, key=lambda name: rows[name]["samples_per_s"])
     ratio = {f"{name} / {best_core}": rows[name]["samples_per_s"] / rows[best_core]["samples_per_s"] for name in OURS}
     ratio["ours-sync-tuned / ours-sync"] = rows["ours-sync-tuned"]["samples_per_s"] / rows["ours-sync"]["samples_per_s"]
     ratio["core-w16 / core-w4"] = rows["core-w16"]["samples_per_s"] / rows["core-w4"]["samples_per_s"]
+    goals, goal6_rounds = goal6(results, direct, direct_gets)
     goals = [
-        Goal(f"{name} vs squirrel-core's best ({best_core}), x", ratio[f"{name} / {best_core}"], GOAL_X)
+        Goal(f"{name} vs squirrel-core's best ({best_core}), 20 ms, x", ratio[f"{name} / {best_core}"], GOAL_X)
         for name in OURS
-    ]
-    gets = {figure: statistics.median(run[figure] for run in gets_runs) for figure in gets_runs[0]}
-    gets_wide = {figure: statistics.median(run[figure] for run in gets_wide_runs) for figure in gets_wide_runs[0]}
+    ] + goals
 
-    print(f"\nmedians of {config.rounds} pass(es) each; payload {config.samples * IMAGE_BYTES / MB:,.2f} MB")
+    print(
+        f"\n20 ms proxy: medians of {config.rounds} pass(es) each; payload {config.samples * IMAGE_BYTES / MB:,.2f} MB"
+    )
     print(format_table(rows))
-    print("\nratios (samples/s):")
+    print(f"\nno added delay, straight to the server: medians of {direct_rounds} pass(es) each")
+    print(format_table(direct_rows))
+    print(f"({REFERENCE}: MB/s of whole objects, msgpack framing included; the loaders count image bytes)")
+    print(format_spread_table({**results, **direct}))
+    print("\nratios of medians (samples/s):")
     for name, value in ratio.items():
         print(f"  {name:<28} {value:8.2f}")
-    print("\ngoals:")
-    for goal in goals:
-        print(f"  {goal}")
     print("\nthrough each variant's own proxy, all rounds (checked: every pass's data came this way):")
     for name, seen in traffic.items():
         print(f"  {name:<16} {seen['reply_bytes'] / MB:8,.1f} MB in {seen['connections']:5,} connections")
-    print(
-        f"\n{CONCURRENT_GETS:,} concurrent store.get calls (one asyncio service, fresh process, median of "
-        f"{len(gets_runs)}; floor: {1e3 * DELAY_S:.0f} ms per request):"
-    )
-    for label, figures in (("default (100)", gets), (f"max_connections={WIDE_MAX_CONNECTIONS:,}", gets_wide)):
-        print(
-            f"  {label:<22} {figures['gets_per_s']:8,.0f} gets/s, p50 {figures['p50_ms']:6.1f} ms, "
-            f"p99 {figures['p99_ms']:6.1f} ms"
-        )
+    print(f"\n{CONCURRENT_GETS:,} concurrent gets (one asyncio service, fresh process, medians; rounds min .. max):")
+    print(f"  through a {1e3 * DELAY_S:.0f} ms proxy, {config.rounds} round(s), store.get:")
+    _print_gets("default pool (100)", gets[GETS])
+    _print_gets(f"max_connections={WIDE_MAX_CONNECTIONS:,}", gets[GETS_WIDE])
+    print(f"  no added delay, {direct_rounds} round(s), default pool (100):")
+    _print_gets("store.get", direct_gets[GETS_DIRECT])
+    _print_gets("plain aiohttp GET", direct_gets[AIOHTTP_GETS])
+    print("\ngoals (median of the per-round values; rounds min .. max):")
+    for goal in goals:
+        print(f"  {goal}")
     settings = {
         **dataclasses.asdict(config),
+        "direct_rounds": direct_rounds,
         "delay_s": DELAY_S,
         "ours_sync_tuned": TUNED,
         "core": f"squirrel-core {CORE_VERSION} MessagepackDriver (gzip msgpack + msgpack-numpy), anonymous",
+        "reference": f"plain aiohttp, {REFERENCE_WIDTH} GETs at a time, no decoding, straight to the server",
         "dataset_bytes": sizes,
         "concurrent_gets": CONCURRENT_GETS,
         "concurrent_gets_wide_max_connections": WIDE_MAX_CONNECTIONS,
@@ -365,13 +579,21 @@ def run_benchmark(config: Config) -> dict[str, Any]:
         WORK / "read_gcs-small.json" if config.small else RESULTS,
         "read_gcs",
         settings,
-        results,
+        {**results, **direct},
         started,
-        medians=rows,
+        medians={**rows, **direct_rows},
         ratios=ratio,
+        goal6_rounds=goal6_rounds,
         goals=goals,
-        concurrent_gets={"median": gets, "runs": gets_runs},
-        concurrent_gets_wide={"max_connections": WIDE_MAX_CONNECTIONS, "median": gets_wide, "runs": gets_wide_runs},
+        concurrent_gets={"median": _median_figures(gets[GETS]), "runs": gets[GETS]},
+        concurrent_gets_wide={
+            "max_connections": WIDE_MAX_CONNECTIONS,
+            "median": _median_figures(gets[GETS_WIDE]),
+            "runs": gets[GETS_WIDE],
+        },
+        concurrent_gets_direct={
+            name: {"median": _median_figures(runs), "runs": runs} for name, runs in direct_gets.items()
+        },
         proxy_traffic=traffic,
     )
 
@@ -380,9 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     def endpoint_flag(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--endpoint", help=argparse.SUPPRESS)
 
-    args, config = parse_run_args(argv, "read_gcs", __doc__, (*PASSES, GETS, GETS_WIDE), configure=endpoint_flag)
+    every_pass = (*PASSES, *DIRECT_PASSES, GETS, GETS_WIDE, GETS_DIRECT, AIOHTTP_GETS)
+    args, config = parse_run_args(argv, "read_gcs", __doc__, every_pass, configure=endpoint_flag)
     if args.pass_name:
-        print(run_pass(args.pass_name, args.endpoint), flush=True)
+        print(run_pass(args.pass_name, args.endpoint, config), flush=True)
     else:
         run_benchmark(config)
     return 0
