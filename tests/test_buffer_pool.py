@@ -93,3 +93,9 @@ def test_a_pool_pickles_empty() -> None:
     copy = pickle.loads(pickle.dumps(pool))
     assert copy.max_buffers == 3 and copy._buffers == [] and len(copy.take(10)) == 10
     del view
+
+
+def test_a_small_buffer_is_made_to_size() -> None:
+    # a sample keeps its object's buffer alive: a 1 KB record must not pin a rounded-up 256 KiB
+    view = BufferPool(max_buffers=2).take(1000)
+    assert len(view.obj) == 1000

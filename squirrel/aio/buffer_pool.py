@@ -16,8 +16,9 @@ __all__ = ["BufferPool"]
 
 _FREE_REFCOUNT = 3  # the pool's list, the loop variable, and getrefcount's own argument
 _GRAIN = 256 * 1024
-"""Buffers are made in multiples of this: shards a few bytes apart in size (keys of different lengths) then
-share buffers, where exact sizes left a pooled buffer too small for the next shard, so the pool grew."""
+"""Buffers of this size or more are made in multiples of it: shards a few bytes apart in size (keys of
+different lengths) then share buffers, where exact sizes left a pooled buffer too small for the next shard,
+so the pool grew. Smaller ones are made to size (a sample keeps its buffer alive)."""
 
 
 class BufferPool:
@@ -51,7 +52,7 @@ class BufferPool:
                     if len(buffer) >= size:
                         return memoryview(buffer)[:size]
                     too_small = index
-            buffer = bytearray(size + (-size % _GRAIN))
+            buffer = bytearray(size + (-size % _GRAIN) if size >= _GRAIN else size)  # a small one exactly
             if too_small is not None:
                 self._buffers[too_small] = buffer
             elif len(self._buffers) < self.max_buffers:

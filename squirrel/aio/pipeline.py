@@ -199,7 +199,12 @@ class Pass:
         # One group at a time: reading many small files from several threads at once was slower (measured:
         # 16k objects/s with one group in flight, 13k with two), as each file's system calls retake the GIL.
         window = plan.prefetch if read_group is None else 1
-        stream = AsyncIterableSource(self._groups()).async_map(fetch, max_concurrency=window)
+        groups = self._groups()
+        if len(groups) == 1:  # one object (a store's `get`) or one group: nothing to overlap, no task to start
+            for item in await fetch(groups[0]):
+                yield item
+            return
+        stream = AsyncIterableSource(groups).async_map(fetch, max_concurrency=window)
         async with closing(aiter(stream)) as results:
             async for group in results:
                 for item in group:
