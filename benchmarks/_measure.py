@@ -336,3 +336,22 @@ def save_report(
     }
     write_json(path, report)
     return report
+
+
+class LabelTouch:
+    """Touches each sample the same way in every variant (its label, its image's size) and sums the labels
+    (0, 1, ... n - 1 in the benchmarks that use it), so a pass can check it saw every sample exactly once."""
+
+    def __init__(self) -> None:
+        self.labels = 0
+
+    def __call__(self, sample: Any) -> tuple[int, int]:
+        value = sample.value
+        self.labels += value["label"]
+        return 1, value["image"].nbytes
+
+    def check(self, variant: str, count: int) -> None:
+        """`RuntimeError` unless the labels seen sum to those of `count` samples labelled 0 .. count - 1."""
+        expected = count * (count - 1) // 2
+        if self.labels != expected:
+            raise RuntimeError(f"{variant}: labels sum to {self.labels}, expected {expected}")

@@ -30,7 +30,17 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._measure import MB, Goal, PassResult, format_table, measure, medians, run_rounds, save_report
+from benchmarks._measure import (
+    MB,
+    Goal,
+    LabelTouch,
+    PassResult,
+    format_table,
+    measure,
+    medians,
+    run_rounds,
+    save_report,
+)
 from benchmarks.read_local import REPO_ROOT, SEED, WORK, parse_run_args
 
 if TYPE_CHECKING:
@@ -125,32 +135,14 @@ def warm_page_cache(config: Config) -> None:
 # -- passes ----------------------------------------------------------------------------------------
 
 
-class _Touch:
-    """Touches each sample the same way in every variant (its label, its image's size) and sums the labels,
-    so the pass can check it saw every record exactly once."""
-
-    def __init__(self) -> None:
-        self.labels = 0
-
-    def __call__(self, sample: Any) -> tuple[int, int]:
-        value = sample.value
-        self.labels += value["label"]
-        return 1, value["image"].nbytes
-
-    def check(self, variant: str, config: Config) -> None:
-        expected = config.records * (config.records - 1) // 2
-        if self.labels != expected:
-            raise RuntimeError(f"{variant}: labels sum to {self.labels}, expected {expected}")
-
-
 def _loader_pass(config: Config) -> PassResult:
     """`RecordLoader` with its defaults; the loader object is made before the timed region."""
     from squirrel.driver import RecordLoader
 
     loader = RecordLoader(str(config.data))
-    touch = _Touch()
+    touch = LabelTouch()
     result = measure("loader", loader.get_iter, touch)
-    touch.check("loader", config)
+    touch.check("loader", config.records)
     return result
 
 
@@ -160,7 +152,7 @@ def _serial_pass(config: Config) -> PassResult:
 
     codec = MessagepackCodec()
     folder = str(config.data)
-    touch = _Touch()
+    touch = LabelTouch()
 
     def stream() -> Iterator[Any]:
         names = sorted(name for name in os.listdir(folder) if name.endswith(SUFFIX) and not name.startswith("."))
@@ -171,7 +163,7 @@ def _serial_pass(config: Config) -> PassResult:
             yield from codec.decode(data, path)
 
     result = measure("serial", stream, touch)
-    touch.check("serial", config)
+    touch.check("serial", config.records)
     return result
 
 

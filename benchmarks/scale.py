@@ -42,7 +42,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._measure import Goal, PassResult, format_table, measure, medians, run_rounds, save_report
+from benchmarks._measure import Goal, LabelTouch, PassResult, format_table, measure, medians, run_rounds, save_report
 from benchmarks.read_local import REPO_ROOT, SEED, WORK, parse_run_args
 from benchmarks.reference_stats import format_spread_table, goal_over_rounds, round_ratios, round_values
 
@@ -176,24 +176,6 @@ def load_memory(objects: int, with_index: bool) -> str:
 # -- passes ----------------------------------------------------------------------------------------
 
 
-class _Touch:
-    """Touches each sample (its label, its image's size) and sums the labels, so a read pass can check it saw
-    every object exactly once."""
-
-    def __init__(self) -> None:
-        self.labels = 0
-
-    def __call__(self, sample: Any) -> tuple[int, int]:
-        value = sample.value
-        self.labels += value["label"]
-        return 1, value["image"].nbytes
-
-    def check(self, variant: str, objects: int) -> None:
-        expected = objects * (objects - 1) // 2
-        if self.labels != expected:
-            raise RuntimeError(f"{variant}: labels sum to {self.labels}, expected {expected}")
-
-
 def _url(fs: str, objects: int, with_index: bool = True) -> str:
     """The dataset's url on `fs`, loaded into memory:// first (untimed) when `fs` is memory."""
     return load_memory(objects, with_index) if fs == "memory" else str(local_data(objects))
@@ -206,7 +188,7 @@ def _read_pass(shuffled: bool) -> Callable[[str, int], PassResult]:
         url = _url(fs, objects)
         options: dict[str, Any] = {"shuffle_key_buffer": objects, "seed": 0} if shuffled else {}
         variant = variant_name(fs, objects, "read-shuffled" if shuffled else "read")
-        touch = _Touch()
+        touch = LabelTouch()
         result = measure(variant, lambda: MessagePackDataLoader(url).get_iter(**options), touch)
         touch.check(variant, objects)
         return result
