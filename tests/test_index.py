@@ -313,3 +313,17 @@ def test_write_index_shows_a_bar_with_the_total_when_asked(store_url: str, capsy
     assert capsys.readouterr().err == ""
     assert store.write_index(progress=True).num_samples == 6
     assert "3/3" in capsys.readouterr().err
+
+
+def test_write_index_of_many_small_objects(store_url: str) -> None:
+    # local disk and memory:// read and decode them in groups per thread hop: every object indexed once, right
+    store = MessagepackStore(store_url)
+    count = 300  # more than one group
+    for i in range(count):
+        store.set(Shard([Sample({"i": i}, f"s{i:04d}_{j}") for j in range(1 + i % 3)], f"shard_{i:04d}"))
+    index = store.write_index()
+    sizes = store.list_objects()
+    assert [entry.key for entry in index.entries] == sorted(sizes)
+    assert [entry.samples for entry in index.entries] == [1 + i % 3 for i in range(count)]
+    assert all(entry.size == sizes[entry.key] for entry in index.entries)
+    assert index.num_samples == sum(1 + i % 3 for i in range(count))

@@ -40,6 +40,8 @@ from squirrel.aio.storage_options import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fsspec import AbstractFileSystem
     from fsspec.asyn import AsyncFileSystem
 
@@ -53,12 +55,28 @@ __all__ = [
     "is_local",
     "open_filesystem",
     "release_filesystem",
+    "verb_of",
 ]
 
 
 def is_local(fs: AsyncFileSystem) -> bool:
     """Whether `fs` is the local disk (where atomic writes need a temp file and a rename)."""
     return isinstance(getattr(fs, "sync_fs", None), LocalFileSystem)
+
+
+_VERBS: dict[str, str] = {
+    "_cat_file": "reading",
+    "_pipe_file": "writing",
+    "_ls": "listing",
+    "_exists": "looking up",
+    "_rm_file": "removing",
+}
+
+
+def verb_of(method: Callable[..., object]) -> str:
+    """How an error names what the async filesystem `method` was doing ("reading" for ``_cat_file``...)."""
+    name: str = method.__name__
+    return _VERBS.get(name, name.strip("_").replace("_", " "))
 
 
 def is_blocking(fs: AsyncFileSystem) -> bool:

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
-from collections import Counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm import tqdm
 
-from squirrel.aio.fs import is_local
+from squirrel.aio.fs import is_local, verb_of
 from squirrel.aio.retry import RetryPolicy, with_retries
 from squirrel.aio.storage_options import gcs_endpoint
-from squirrel.aio.stores.layout import format_suffix, reader_of
-from squirrel.aio.stores.local import local_names, write_local_atomically
+from squirrel.aio.stores.local import local_names, read_local, write_local_atomically
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.errors import DecodeError, StoreChanged
 from squirrel.index import (
@@ -63,20 +62,13 @@ LOCAL_PROTOCOLS = ("file", "local", "memory")
 CHECKSUM_IN_THREAD_BYTES = 8 * 1024 * 1024
 """Objects at least this large are checksummed in a worker thread (crc32c runs at ~15 GB/s)."""
 
+INDEX_GROUP = 128
+"""Objects `write_index` reads and decodes in one thread hop on local disk and memory://."""
 INDEX_ATTEMPTS = 3
 """Times `write_index` indexes a store that writers keep changing before it gives up."""
 
 PARSE_IN_THREAD_BYTES = 256 * 1024
 """An index at least this large is parsed in a worker thread, so the loop keeps serving requests."""
-
-_VERBS = {
-    "_cat_file": "reading",
-    "_pipe_file": "writing",
-    "_ls": "listing",
-    "_exists": "looking up",
-    "_rm_file": "removing",
-}
-"""How an error names what a filesystem method was doing."""
 
 
 class IndexedStore:
@@ -132,8 +124,8 @@ class IndexedStore:
         `url` (the object's, or the store's for a listing) names the request in the error raised when retries
         run out, with the store and its endpoint: see `squirrel.aio.retry.with_retries`.
         """
-        verb = _VERBS.get(method.__name__, method.__name__.strip("_").replace("_", " "))
-        return await with_retries(lambda: method(*args, **kwargs), self.retry, f"{verb} {url} ({self._location()})")
+        what = f"{verb_of(method)} {url} ({self._location()})"
+        return await with_retries(lambda: method(*args, **kwargs), self.retry, what)
 
     # -- listing -------------------------------------------------------------------------------
 
@@ -188,26 +180,8 @@ class IndexedStore:
             raise FileNotFoundError(f"bucket {bucket!r} of store {self.layout.url} does not exist")
 
     async def nothing_to_read(self) -> FileNotFoundError:
-        """The error for a reader that found no object in the store: it names the url and the suffix looked
-        for, and says what the url holds instead (the objects of other formats, with the driver and
-        compression that read them), or that nothing is there at all."""
-        looked = f"{self.layout.url} holds no object ending in {self.layout.suffix!r}"
-        names = [name for name in await self.list_names() if not name.startswith(".")]
-        found = Counter(suffix for name in names if (suffix := format_suffix(name)) is not None)
-        if found:
-            other = "; ".join(
-                f"{count} ending in {suffix!r} ({reader_of(suffix)})" for suffix, count in found.most_common()
-            )
-            hint = f"it holds {other}"
-        elif names:
-            shown = ", ".join(repr(name) for name in names[:3]) + (", ..." if len(names) > 3 else "")
-            hint = f"it holds {len(names)} other file(s) ({shown}), none of them squirrel's"
-        else:
-            hint = "nothing is there (a typo in the path?"
-            if self.layout.protocol == "file" and not self.layout.url.startswith(("/", ".", "~", "file:")):
-                hint += f" A bucket is read as gs://{self.layout.url}"
-            hint += ")"
-        return FileNotFoundError(f"{looked}: {hint}. Pass allow_empty=True to read an empty store as empty.")
+        """The error for a reader that found no object in the store (see `Layout.nothing_found`)."""
+        return self.layout.nothing_found(await self.list_names())
 
     # -- index ---------------------------------------------------------------------------------
 
@@ -257,13 +231,13 @@ class IndexedStore:
         return it.
 
         The folder is listed (the old index is ignored) and each object read and decoded to count its
-        samples, at most `max_concurrency` at once; objects in `known` whose listed size matches are taken
-        as given (a bulk writer knows what it wrote; an overwrite indexes `only` what it wrote, not the old
-        objects it removes next). The folder is listed again after the index is
-        written: if a writer changed the store meanwhile, it indexes again (`INDEX_ATTEMPTS` times in all,
-        then removes its index and raises `StoreChanged`, so readers list the store instead of missing a
-        write). With `progress`, a tqdm bar on standard error counts the objects indexed, up to the
-        listing's total.
+        samples, at most `max_concurrency` at once (on local disk and memory://, `INDEX_GROUP` per thread
+        hop); objects in `known` whose listed size matches are taken as given (a bulk writer knows what it
+        wrote; an overwrite indexes `only` what it wrote, not the old objects it removes next). The folder is
+        listed again after the index is written: if a writer changed the store meanwhile, it indexes again
+        (`INDEX_ATTEMPTS` times in all, then removes its index and raises `StoreChanged`, so readers list the
+        store instead of missing a write). With `progress`, a tqdm bar on standard error counts the objects
+        indexed, up to the listing's total.
         """
         given = {entry.key: entry for entry in known}
         listing = await self._listing(only)
@@ -288,17 +262,45 @@ class IndexedStore:
         listing: dict[str, tuple[int, object]],
         given: dict[str, IndexEntry],
         max_concurrency: int,
-        done: Callable[[], object],
+        done: Callable[[int], object],
     ) -> Index:
-        async def entry_of(key: str) -> IndexEntry:
+        def known(key: str) -> IndexEntry | None:
             entry = given.get(key)
-            if entry is None or entry.size != listing[key][0]:
+            return entry if entry is not None and entry.size == listing[key][0] else None
+
+        async def entry_of(key: str) -> IndexEntry:
+            entry = known(key)
+            if entry is None:
                 data = await self._read_unverified(key)
                 entry = await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
-            done()
+            done(1)
             return entry
 
-        entries = await AsyncIterableSource(sorted(listing)).async_map(entry_of, max_concurrency).collect()
+        def entries_of(keys: list[str], cat: Callable[[str], Buffer]) -> list[IndexEntry]:
+            found = []
+            for key in keys:
+                if (entry := known(key)) is None:
+                    try:
+                        data = cat(self._object_path(key))
+                    except FileNotFoundError:
+                        raise self._deleted(key) from None
+                    entry = describe(key, data, len(self.decode(key, data)))
+                found.append(entry)
+            return found
+
+        keys = sorted(listing)
+        if self.layout.protocol not in LOCAL_PROTOCOLS:
+            entries = await AsyncIterableSource(keys).async_map(entry_of, max_concurrency).collect()
+        else:  # local disk, memory://: a group of objects per thread hop (a hop each cost more than the read)
+            cat = functools.partial(read_local, pool=None) if self.layout.on_local_disk else self._fs().sync_fs.cat_file
+
+            async def group_of(group: list[str]) -> list[IndexEntry]:
+                part = await asyncio.to_thread(entries_of, group, cat)
+                done(len(part))
+                return part
+
+            groups = [keys[start : start + INDEX_GROUP] for start in range(0, len(keys), INDEX_GROUP)]
+            entries = await AsyncIterableSource(groups).async_map(group_of, 2).flatten().collect()
         return build_index(self.layout.suffix, self.compression, entries)
 
     async def _write_index_object(self, data: bytes) -> None:
@@ -323,8 +325,11 @@ class IndexedStore:
         try:
             data: bytes = await self._request(self.layout.object_url(key), self._fs()._cat_file, self._object_path(key))
         except FileNotFoundError:
-            raise KeyError(f"{self.layout.object_url(key)} was deleted while the index was being written") from None
+            raise self._deleted(key) from None
         return data
+
+    def _deleted(self, key: str) -> KeyError:
+        return KeyError(f"{self.layout.object_url(key)} was deleted while the index was being written")
 
     async def _verify(self, key: str, data: Buffer, index: Index) -> None:
         if len(data) >= CHECKSUM_IN_THREAD_BYTES:

@@ -6,6 +6,7 @@ touched a filesystem (a store's `exists` and `delete` work on their first call).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,28 @@ class Layout:
         if name.endswith(self.suffix) and not name.startswith(".") and len(name) > len(self.suffix):
             return name[: -len(self.suffix)]
         return None
+
+    def nothing_found(self, names: Iterable[str]) -> FileNotFoundError:
+        """The error for a reader that found no object of this layout among the root's `names`: it names the
+        url and the suffix looked for, and says what the url holds instead (the objects of other formats,
+        with the driver and compression that read them), or that nothing is there at all."""
+        looked = f"{self.url} holds no object ending in {self.suffix!r}"
+        shown_names = [name for name in names if not name.startswith(".")]
+        found = Counter(suffix for name in shown_names if (suffix := format_suffix(name)) is not None)
+        if found:
+            other = "; ".join(
+                f"{count} ending in {suffix!r} ({reader_of(suffix)})" for suffix, count in found.most_common()
+            )
+            hint = f"it holds {other}"
+        elif shown_names:
+            shown = ", ".join(repr(name) for name in shown_names[:3]) + (", ..." if len(shown_names) > 3 else "")
+            hint = f"it holds {len(shown_names)} other file(s) ({shown}), none of them squirrel's"
+        else:
+            hint = "nothing is there (a typo in the path?"
+            if self.protocol == "file" and not self.url.startswith(("/", ".", "~", "file:")):
+                hint += f" A bucket is read as gs://{self.url}"
+            hint += ")"
+        return FileNotFoundError(f"{looked}: {hint}. Pass allow_empty=True to read an empty store as empty.")
 
     def keys_of(self, names: Iterable[str]) -> list[str]:
         """The sorted keys of those listed base `names` that are this store's objects (see `key_of`)."""
