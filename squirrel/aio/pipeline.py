@@ -15,7 +15,8 @@ decodes one (`decode_object`, pure CPU, possibly pulling further chunks of a lar
   complete objects inline).
 
 Small objects on local disk and memory:// (a record store's one-sample objects, small shards) are read in
-groups (`ObjectSource.group_reader`) that grow from 8 objects to `prefetch`, so the first sample comes early.
+groups (`ObjectSource.group_reader`) that grow from 8 objects to `prefetch` (at most `GROUP_SIZE`), so the
+first sample comes early. Large ones are read one at a time, `SlowStart` widening the window as reads end.
 The async face reads a group in one worker-thread hop, one group at a time; the sync face reads it in
 the consumer's own thread (`Pass.objects_here`): a small read from the page cache costs a few µs, less
 than the thread wake-ups that would move it elsewhere, and two threads taking turns at the GIL made each

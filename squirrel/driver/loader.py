@@ -2,7 +2,7 @@
 
 A pass runs the async pipeline (`squirrel.aio.pipeline.Pass.objects`) on the IO loop: objects are
 fetched there, `prefetch` ahead, and cross to this thread in batches through the runtime's hand-over.
-Small objects on local disk and memory:// (a record store's) are read in groups here instead
+Small objects on local disk and memory:// (records, small shards) are read in groups here instead
 (`Pass.objects_here`), where a read costs less than the hop. Decoding and ordering run here, in the
 consumer's thread (``decode_in="consumer"``), so the loop only does I/O and nothing crosses threads twice.
 The plan, its I/O (`open_pass`, `quota`, `replay`) and the pipeline are the async face's own: only the
