@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks._measure import Goal, LabelTouch, PassResult, format_table, measure, medians, run_rounds, save_report
 from benchmarks.read_local import REPO_ROOT, SEED, WORK, parse_run_args
 from benchmarks.reference_stats import format_spread_table, goal_over_rounds, round_ratios, round_values
+from squirrel.index import INDEX_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -62,8 +63,6 @@ VARIANTS = ("read", "read-shuffled", "write_index", "set")
 STREAMED = ("read", "read-shuffled")
 IMAGE_SHAPE = (8, 8, 3)
 IMAGE_BYTES = 8 * 8 * 3
-INDEX_NAME = "_squirrel_index.json"
-"""The store's index at its root (`squirrel.aio.stores.layout.Layout.index_path`)."""
 
 STREAM_GOAL = 40_000
 """Objects/s every streamed pass reaches."""

@@ -861,3 +861,26 @@ def test_sync_bridge_closed_on_the_io_loop_closes_its_async_iterator_there() -> 
 
     run_sync(close_here_and_wait())
     assert closed.is_set()
+
+
+async def test_run_all_keeps_order_bounds_concurrency_and_raises_the_first_error() -> None:
+    import functools
+
+    from squirrel.aio.operators import run_all
+
+    running, peak = 0, 0
+
+    async def work(value: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001 * (5 - value % 5))
+        running -= 1
+        if value == 7:
+            raise ValueError("seven")
+        return value * 2
+
+    assert await run_all([functools.partial(work, i) for i in range(6)], limit=2) == [0, 2, 4, 6, 8, 10]
+    assert peak == 2
+    with pytest.raises(ValueError, match="seven"):  # itself, not inside an ExceptionGroup
+        await run_all([functools.partial(work, i) for i in range(10)])

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from fsspec.asyn import AsyncFileSystem
 
+    from squirrel.aio.buffer_pool import BufferPool
     from squirrel.aio.stores.layout import Layout
     from squirrel.codec.base import Buffer
     from squirrel.sample import Sample
@@ -90,13 +91,10 @@ class IndexedStore:
         return f"{type(self).__name__}({self.layout.url!r}, compression={self.compression!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_index_locks"] = None  # loop-bound
-        return state
+        return {**self.__dict__, "_index_locks": None}  # loop-bound
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._index_locks = weakref.WeakKeyDictionary()
+        self.__dict__.update(state, _index_locks=weakref.WeakKeyDictionary())
 
     def _fs(self) -> AsyncFileSystem:
         raise NotImplementedError
@@ -107,6 +105,10 @@ class IndexedStore:
 
     def _object_path(self, key: str) -> str:
         return self.layout.path(key)
+
+    def _blocking_read(self, pool: BufferPool | None) -> Callable[[str], Buffer]:
+        """What reads an object by path in the calling thread: local disk, memory:// (its loop's filesystem)."""
+        return functools.partial(read_local, pool=pool) if self.layout.on_local_disk else self._fs().sync_fs.cat_file
 
     @property
     def index_url(self) -> str:
@@ -264,12 +266,10 @@ class IndexedStore:
         max_concurrency: int,
         done: Callable[[int], object],
     ) -> Index:
-        def known(key: str) -> IndexEntry | None:
-            entry = given.get(key)
-            return entry if entry is not None and entry.size == listing[key][0] else None
+        known = {key: entry for key, entry in given.items() if key in listing and entry.size == listing[key][0]}
 
         async def entry_of(key: str) -> IndexEntry:
-            entry = known(key)
+            entry = known.get(key)
             if entry is None:
                 data = await self._read_unverified(key)
                 entry = await asyncio.to_thread(lambda: describe(key, data, len(self.decode(key, data))))
@@ -279,7 +279,7 @@ class IndexedStore:
         def entries_of(keys: list[str], cat: Callable[[str], Buffer]) -> list[IndexEntry]:
             found = []
             for key in keys:
-                if (entry := known(key)) is None:
+                if (entry := known.get(key)) is None:
                     try:
                         data = cat(self._object_path(key))
                     except FileNotFoundError:
@@ -292,7 +292,7 @@ class IndexedStore:
         if self.layout.protocol not in LOCAL_PROTOCOLS:
             entries = await AsyncIterableSource(keys).async_map(entry_of, max_concurrency).collect()
         else:  # local disk, memory://: a group of objects per thread hop (a hop each cost more than the read)
-            cat = functools.partial(read_local, pool=None) if self.layout.on_local_disk else self._fs().sync_fs.cat_file
+            cat = self._blocking_read(None)
 
             async def group_of(group: list[str]) -> list[IndexEntry]:
                 part = await asyncio.to_thread(entries_of, group, cat)

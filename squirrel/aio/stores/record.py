@@ -25,7 +25,6 @@ from squirrel.aio.stores.layout import Layout
 from squirrel.aio.stores.local import (
     SIZE_PROBES,
     all_small,
-    read_local,
     remove_stale_temp_files,
     write_local_atomically,
 )
@@ -228,10 +227,6 @@ class AsyncRecordStore(IndexedStore, Releasable):
         if self.verify_checksums:
             await self._loaded_index()
         return functools.partial(self._read_group, self._blocking_read(None))
-
-    def _blocking_read(self, pool: BufferPool | None) -> Callable[[str], Buffer]:
-        """What reads an object by path in the calling thread: local disk, memory:// (its loop's filesystem)."""
-        return functools.partial(read_local, pool=pool) if self.layout.on_local_disk else self._fs().sync_fs.cat_file
 
     def _read_group(self, read: Callable[[str], Buffer], keys: Sequence[str]) -> list[Fetched]:
         """The objects `keys`, each read with `read` in this thread (see `fetch_objects`)."""
