@@ -7,12 +7,11 @@ garbage collection) cancels whatever is still in flight and waits for it, so not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from squirrel.aio.executors import call, is_async_callable
 from squirrel.markers import DONE, Failure
@@ -43,6 +42,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+It = TypeVar("It", bound=AsyncIterator[Any])
 
 
 async def iterate(
@@ -65,9 +65,13 @@ async def iterate(
 
 async def close(iterator: Any) -> None:
     """`aclose()` an async iterator if it supports it (our operators do; third-party ones may not), to its
-    end even if this task is cancelled meanwhile (see `uninterrupted`)."""
+    end even if this task is cancelled meanwhile (see `uninterrupted`).
+
+    An async generator that has already finished has nothing left to run: it is not closed again (closing
+    costs a task, which a store's `get` would pay on every call).
+    """
     aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
+    if aclose is not None and getattr(iterator, "ag_frame", True) is not None:
         await uninterrupted(aclose())
 
 
@@ -311,10 +315,20 @@ async def monitor_items(
     await report()
 
 
-@contextlib.asynccontextmanager
-async def closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
-    """Close `iterator` when the block exits (used by `collect` and `join`)."""
-    try:
-        yield iterator
-    finally:
-        await close(iterator)
+class closing(Generic[It]):  # lower case: contextlib.closing's name, for async iterators
+    """``async with closing(iterator) as it:`` closes `iterator` (see `close`) when the block exits.
+
+    A class rather than a `contextlib.asynccontextmanager`: a pass enters one per object read on its own
+    (a store's `get`), where the generator such a manager builds costs as much as the rest of the block.
+    """
+
+    __slots__ = ("iterator",)
+
+    def __init__(self, iterator: It) -> None:
+        self.iterator = iterator
+
+    async def __aenter__(self) -> It:
+        return self.iterator
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await close(self.iterator)

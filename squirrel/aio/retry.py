@@ -197,7 +197,7 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
     is raised from the last.
     """
     started = time.monotonic()
-    rng = random.Random()
+    rng: random.Random | None = None  # made at the first failure: seeding one costs more than most requests
     token = _policy_retries.set(True)
     previous: tuple[Exception, str] | None = None  # the last failed attempt's error and its description
     try:
@@ -226,6 +226,7 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
                 elapsed = time.monotonic() - started
                 tried = f"{attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f} s"
                 last = _describe(error, limit)
+                rng = rng or random.Random()
                 pause = 0.0 if attempt == policy.attempts else policy.backoff(attempt, rng)
                 if policy.deadline is not None and elapsed + pause >= policy.deadline:
                     raise DeadlineExceeded(
