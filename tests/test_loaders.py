@@ -307,7 +307,7 @@ def test_a_looped_loader_whose_rank_share_is_empty_ends(face: Face, store_url: s
 
 
 async def test_slow_start_reads_one_first_then_doubles_up_to_its_limit() -> None:
-    from squirrel.aio.pipeline import SlowStart
+    from squirrel.aio.pacing import SlowStart
 
     limit, in_flight, peaks = SlowStart(5), 0, []
     gate = asyncio.Event()

@@ -30,13 +30,15 @@ logged, counted and replaced by no samples.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from squirrel.aio.buffer_pool import BufferPool
 from squirrel.aio.operators import close, closing, uninterrupted
+from squirrel.aio.pacing import SlowStart, groups_of
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.errors import DecodeError
 from squirrel.plan import CONSUMED, LoadPlan
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from squirrel.metrics import LoaderMetrics
     from squirrel.sample import Sample
 
-__all__ = ["DECODE_IN_WORKER_BYTES", "GROUP_SIZE", "Fetched", "ObjectSource", "Pass", "ReadGroup", "Rest", "SlowStart"]
+__all__ = ["DECODE_IN_WORKER_BYTES", "GROUP_SIZE", "Fetched", "ObjectSource", "Pass", "ReadGroup", "Rest"]
 
 logger = logging.getLogger("squirrel")
 
@@ -121,32 +123,6 @@ class ObjectSource(Protocol):
         ...
 
 
-class SlowStart:
-    """A limit on the reads in flight that starts at one and grows by one as each read ends, up to `limit`
-    (so the window doubles each round: 1, 2, 4, 8), for reads that compete for the cores.
-
-    The first object then has the machine to itself: with `prefetch` reads started at once, each got a
-    share of two cores and the first sample waited for all of them (measured on 12 MB shards from the page
-    cache: first sample 30-45 ms with 4-8 reads at once, 15-25 ms read alone); later reads overlap the
-    consumer's work as before. Object stores keep their full window from the start: there a read waits on
-    the network, and slow start would cost round trips.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 1
-        self.slots = asyncio.Semaphore(1)
-
-    async def __aenter__(self) -> None:
-        await self.slots.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.slots.release()
-        if self.open < self.limit:
-            self.open += 1
-            self.slots.release()
-
-
 class Pass:
     """One pass of one reader over a `source`, following `plan`; counters go to `metrics`."""
 
@@ -166,7 +142,9 @@ class Pass:
         self.read_group = read_group  # the source's `group_reader`: small objects are read in groups
         # Recycled buffers pay off for large objects read one per request; small ones are read plainly. A
         # stream passes its own `pool`, kept from pass to pass (a fresh one faulted in new pages every pass).
-        self.pool = (pool or BufferPool(max_buffers=plan.prefetch + 4)) if read_group is None else None
+        # A one-object pass has nothing to recycle.
+        recycles = read_group is None and (pool is not None or len(keys) > 1)
+        self.pool = (pool or BufferPool(max_buffers=plan.prefetch + 4)) if recycles else None
 
     def skipped(self, key: str, error: Exception) -> list[Any]:
         """A bad object: raise `error` under ``on_error="raise"``; under "skip" log and count it, and
@@ -177,39 +155,46 @@ class Pass:
         logger.warning("skipping %s: %s: %s", key, type(error).__name__, error)
         return []
 
-    async def objects(self) -> AsyncIterator[Fetched]:
+    def objects(self) -> AsyncIterator[Fetched]:
         """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
-        plan, read_group = self.plan, self.read_group
+        groups = self._groups()
+        if len(groups) == 1:  # one object (a store's `get`) or one group: nothing to overlap, no task to start
+            return _Later(functools.partial(self._fetch, groups[0]))
+        return self._overlapped(groups)
+
+    async def _overlapped(self, groups: list[Sequence[str]]) -> AsyncIterator[Fetched]:
+        """The objects of `groups`, fetched concurrently within the plan's bounds."""
+        plan = self.plan
         requests = (
             SlowStart(plan.max_concurrency) if self.source.reads_use_cpu else asyncio.Semaphore(plan.max_concurrency)
         )
 
         async def fetch(group: Sequence[str]) -> list[Fetched]:
-            wanted = self._wanted(group)
-            if not wanted:
-                return self._completed(group, [])
             async with requests:
-                self.metrics.in_flight += len(wanted)
-                try:
-                    if read_group is not None:  # a group of small objects: one worker-thread hop
-                        return self._completed(group, await asyncio.to_thread(read_group, wanted))
-                    return self._completed(group, await self.source.fetch_objects(wanted, self.pool))
-                finally:
-                    self.metrics.in_flight -= len(wanted)
+                return await self._fetch(group)
 
         # One group at a time: reading many small files from several threads at once was slower (measured:
         # 16k objects/s with one group in flight, 13k with two), as each file's system calls retake the GIL.
-        window = plan.prefetch if read_group is None else 1
-        groups = self._groups()
-        if len(groups) == 1:  # one object (a store's `get`) or one group: nothing to overlap, no task to start
-            for item in await fetch(groups[0]):
-                yield item
-            return
+        window = plan.prefetch if self.read_group is None else 1
         stream = AsyncIterableSource(groups).async_map(fetch, max_concurrency=window)
         async with closing(aiter(stream)) as results:
             async for group in results:
                 for item in group:
                     yield item
+
+    async def _fetch(self, group: Sequence[str]) -> list[Fetched]:
+        """The objects of `group`, in order: read in one worker-thread hop when they are small
+        (`read_group`), else by the source."""
+        wanted = self._wanted(group)
+        if not wanted:
+            return self._completed(group, [])
+        self.metrics.in_flight += len(wanted)
+        try:
+            if self.read_group is not None:
+                return self._completed(group, await asyncio.to_thread(self.read_group, wanted))
+            return self._completed(group, await self.source.fetch_objects(wanted, self.pool))
+        finally:
+            self.metrics.in_flight -= len(wanted)
 
     def objects_here(self) -> Generator[Fetched, None, None]:
         """This reader's objects in plan order, read a group at a time in the calling thread with the
@@ -223,7 +208,7 @@ class Pass:
             yield from self._completed(group, read(wanted) if wanted else [])
 
     def _groups(self) -> list[Sequence[str]]:
-        return _groups(self.keys, min(GROUP_SIZE, self.plan.prefetch) if self.read_group is not None else 1)
+        return groups_of(self.keys, min(GROUP_SIZE, self.plan.prefetch) if self.read_group is not None else 1)
 
     def _wanted(self, group: Sequence[str]) -> Sequence[str]:
         """The keys of `group` to read: all but those a resumed pass replaces by placeholders."""
@@ -304,20 +289,30 @@ class Pass:
                     await uninterrupted(asyncio.to_thread(decoded.close))
 
 
+class _Later:
+    """The objects one call fetches, as an async iterator that makes the call when first asked: a one-object
+    pass (a store's `get`) then builds no async generator, the costliest part of its machinery."""
+
+    __slots__ = ("fetch", "items")
+
+    def __init__(self, fetch: Callable[[], Awaitable[list[Fetched]]]) -> None:
+        self.fetch = fetch
+        self.items: Iterator[Fetched] | None = None
+
+    def __aiter__(self) -> _Later:
+        return self
+
+    async def __anext__(self) -> Fetched:
+        if self.items is None:
+            self.items = iter(await self.fetch())
+        try:
+            return next(self.items)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
 def _no_rest() -> Iterable[bytes]:
     return ()  # only complete objects are decoded on the loop
-
-
-def _groups(keys: Sequence[str], largest: int) -> list[Sequence[str]]:
-    """`keys` in consecutive groups that double from 8 up to `largest`: the first objects arrive soon, and
-    later ones share a thread hop between many (a hop costs 100-300 µs of wake-ups on a busy machine)."""
-    groups: list[Sequence[str]] = []
-    start, size = 0, min(8, largest)
-    while start < len(keys):
-        groups.append(keys[start : start + size])
-        start += size
-        size = min(size * 2, largest)
-    return groups
 
 
 def _next_chunk(chunks: Iterator[list[Any]]) -> list[Any] | None:

@@ -34,7 +34,7 @@ from squirrel.errors import DecodeError
 from squirrel.index import IndexEntry, describe
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
-from squirrel.sample import Sample, Shard
+from squirrel.sample import Sample, Shard, validate_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -177,7 +177,7 @@ class AsyncRecordStore(IndexedStore, Releasable):
     def object_pass(self, key: str) -> Pass:
         """A pipeline pass over the one object `key`: what `get` streams (and the sync face's `get`)."""
         source = source_for(self, shard_cache(self, self.cache_dir, self.cache_limit))
-        return Pass(source, LoadPlan(key_iterator=[key]), LoaderMetrics(), [key])
+        return Pass(source, LoadPlan(), LoaderMetrics(), [validate_key(key)])
 
     async def get(self, key: str) -> AsyncIterator[Sample]:
         """Yield the samples stored under `key` (one for a record store, a shard's worth otherwise), through
@@ -213,6 +213,8 @@ class AsyncRecordStore(IndexedStore, Releasable):
             await self._loaded_index()
         if self.layout.protocol in LOCAL_PROTOCOLS:
             return await asyncio.to_thread(self._read_group, self._blocking_read(pool), keys)
+        if len(keys) == 1:  # a `get`: no task to gather
+            return [await self._read_remote(keys[0])]
         return list(await asyncio.gather(*(self._read_remote(key) for key in keys)))
 
     async def group_reader(self, keys: Sequence[str]) -> ReadGroup | None:
