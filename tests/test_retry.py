@@ -264,6 +264,33 @@ async def test_without_a_policy_gcsfs_keeps_its_own_retries(dead_endpoint: str) 
 
 
 @pytest.mark.gcs
+async def test_a_whole_object_read_under_a_policy_gives_what_gcsfs_gives(
+    gcs_server: GcsServer, gcs_bucket: str
+) -> None:
+    """The one-GET read of a whole object under a policy (`PolicyRetriedRequests._cat_file`) returns gcsfs's
+    bytes for a name that needs quoting, still serves ranges, and raises gcsfs's `FileNotFoundError`."""
+    ours = open_filesystem("gs", {"endpoint_url": gcs_server.url})
+    plain = gcsfs.core.GCSFileSystem(
+        endpoint_url=gcs_server.url, token="anon", asynchronous=True, skip_instance_cache=True
+    )
+    path, data = f"{gcs_bucket}/a dir/key %+é#1.bin", bytes(range(256)) * 10
+    try:
+        await plain._pipe_file(path, data)
+
+        async def read(*args: int) -> bytes:
+            return await with_retries(lambda: ours._cat_file(path, *args), ONE_DEFAULT_ATTEMPT, path)
+
+        assert await read() == data == await plain._cat_file(path)
+        assert await read(3, 700) == data[3:700]
+        with pytest.raises(FileNotFoundError, match="missing"):
+            await with_retries(lambda: ours._cat_file(f"{gcs_bucket}/missing"), ONE_DEFAULT_ATTEMPT, "x")
+    finally:
+        for fs in (ours, plain):
+            if fs._session is not None:
+                await fs._session.close()
+
+
+@pytest.mark.gcs
 @pytest.mark.slow
 async def test_the_default_policy_fails_on_a_dead_endpoint_in_under_a_minute(dead_endpoint: str) -> None:
     """The reported bug: ~286 s and a bare aiohttp error. Now 8 attempts over 16 to 32 s, then a clear error."""
