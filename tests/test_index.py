@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -10,11 +11,12 @@ from typing import Any
 import google_crc32c
 import pytest
 
+from squirrel._runtime import run_sync
 from squirrel.aio.fs import filesystem_class_and_options
 from squirrel.aio.storage_options import split_protocol
 from squirrel.driver import JsonlStore, MessagePackDataLoader, MessagepackStore, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
-from squirrel.index import INDEX_NAME, IndexEntry, build_index, checksum, dump_index, parse_index
+from squirrel.index import INDEX_NAME, Index, IndexEntry, build_index, checksum, dump_index, parse_index
 from tests.helpers import make_samples
 
 
@@ -136,6 +138,28 @@ def test_verify_checksums_passes_on_a_fresh_index(store_url: str) -> None:
     store.write_index()
     assert len(list(MessagePackDataLoader(store_url, "gzip", verify_checksums=True).get_iter())) == 5
     assert len(list(store.get("shard_0"))) == 3
+
+
+def test_concurrent_first_gets_read_the_index_once(store_url: str) -> None:
+    """The checksummed gets of a service's first requests wait for one read of the index, not one each."""
+    fill(MessagepackStore(store_url), [1] * 20)
+    store = MessagepackStore(store_url, verify_checksums=True)
+    store.write_index()
+    store.aio._forget_index()
+    reads = []
+    read_index = store.aio.read_index
+
+    async def counted() -> Index | None:
+        reads.append(1)
+        return await read_index()
+
+    store.aio.read_index = counted  # type: ignore[method-assign]
+
+    async def all_gets() -> list[list[Sample]]:
+        return await asyncio.gather(*(store.aio.fetch(f"shard_{i}") for i in range(20)))
+
+    assert [len(samples) for samples in run_sync(all_gets())] == [1] * 20
+    assert len(reads) == 1
 
 
 def test_corrupt_index_names_itself(store_url: str) -> None:

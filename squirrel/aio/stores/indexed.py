@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm import tqdm
 
 from squirrel.aio.fs import is_local, verb_of
 from squirrel.aio.retry import RetryPolicy, with_retries
+from squirrel.aio.single_flight import SingleFlight
 from squirrel.aio.storage_options import gcs_endpoint
 from squirrel.aio.stores.local import local_names, read_local, write_local_atomically
 from squirrel.aio.stream import AsyncIterableSource
@@ -83,18 +83,10 @@ class IndexedStore:
     def __init__(self) -> None:
         self._index: Index | None = None  # the index this store last read or wrote (None: absent or unread)
         self._index_read = False
-        self._index_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._index_reads = SingleFlight()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.layout.url!r}, compression={self.compression!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_index_locks": None}  # loop-bound
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _index_locks=weakref.WeakKeyDictionary())
 
     def _fs(self) -> AsyncFileSystem:
         raise NotImplementedError
@@ -207,10 +199,8 @@ class IndexedStore:
 
     async def _loaded_index(self) -> Index | None:
         """The index this store last read, reading it first if it has not (once, however many callers wait)."""
-        if not self._index_read:
-            async with self._index_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-                if not self._index_read:
-                    await self.read_index()
+        while not self._index_read:
+            await self._index_reads.run(self.read_index)
         return self._index
 
     async def count_samples(self) -> int:
