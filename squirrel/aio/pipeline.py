@@ -30,9 +30,8 @@ logged, counted and replaced by no samples.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -159,7 +158,7 @@ class Pass:
         """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
         groups = self._groups()
         if len(groups) == 1:  # one object (a store's `get`) or one group: nothing to overlap, no task to start
-            return _Later(functools.partial(self._fetch, groups[0]))
+            return _Later(self, groups[0])
         return self._overlapped(groups)
 
     async def _overlapped(self, groups: list[Sequence[str]]) -> AsyncIterator[Fetched]:
@@ -208,6 +207,8 @@ class Pass:
             yield from self._completed(group, read(wanted) if wanted else [])
 
     def _groups(self) -> list[Sequence[str]]:
+        if len(self.keys) == 1:  # a store's `get`
+            return [self.keys]
         return groups_of(self.keys, min(GROUP_SIZE, self.plan.prefetch) if self.read_group is not None else 1)
 
     def _wanted(self, group: Sequence[str]) -> Sequence[str]:
@@ -290,13 +291,13 @@ class Pass:
 
 
 class _Later:
-    """The objects one call fetches, as an async iterator that makes the call when first asked: a one-object
-    pass (a store's `get`) then builds no async generator, the costliest part of its machinery."""
+    """The objects of a pass's one `group`, as an async iterator that fetches them when first asked: a
+    one-object pass (a store's `get`) then builds no async generator, the costliest part of its machinery."""
 
-    __slots__ = ("fetch", "items")
+    __slots__ = ("group", "items", "run")
 
-    def __init__(self, fetch: Callable[[], Awaitable[list[Fetched]]]) -> None:
-        self.fetch = fetch
+    def __init__(self, run: Pass, group: Sequence[str]) -> None:
+        self.run, self.group = run, group
         self.items: Iterator[Fetched] | None = None
 
     def __aiter__(self) -> _Later:
@@ -304,7 +305,7 @@ class _Later:
 
     async def __anext__(self) -> Fetched:
         if self.items is None:
-            self.items = iter(await self.fetch())
+            self.items = iter(await self.run._fetch(self.group))
         try:
             return next(self.items)
         except StopIteration:

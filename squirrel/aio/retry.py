@@ -202,7 +202,7 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
     previous: tuple[Exception, str] | None = None  # the last failed attempt's error and its description
     try:
         for attempt in range(1, policy.attempts + 1):
-            limits = [policy.request_timeout]
+            limit = policy.request_timeout
             if policy.deadline is not None:
                 left = policy.deadline - (time.monotonic() - started)
                 if previous is not None and left < SHORTEST_ATTEMPT:  # a backoff that overslept the deadline
@@ -214,8 +214,7 @@ async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy,
                         attempts=attempt - 1,
                         elapsed=time.monotonic() - started,
                     ) from error
-                limits.append(left)
-            limit = min((t for t in limits if t is not None), default=None)
+                limit = left if limit is None else min(limit, left)
             try:
                 async with asyncio.timeout(limit):
                     return await request()

@@ -119,7 +119,7 @@ class IndexedStore:
         run out, with the store and its endpoint: see `squirrel.aio.retry.with_retries`.
         """
         what = f"{verb_of(method)} {url} ({self._location()})"
-        return await with_retries(lambda: method(*args, **kwargs), self.retry, what)
+        return await with_retries(functools.partial(method, *args, **kwargs), self.retry, what)
 
     # -- listing -------------------------------------------------------------------------------
 

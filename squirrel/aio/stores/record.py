@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from squirrel.aio.fs import LoopFilesystems, is_local
-from squirrel.aio.operators import closing, run_all
+from squirrel.aio.operators import close, run_all
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
@@ -186,10 +186,13 @@ class AsyncRecordStore(IndexedStore, Releasable):
         `KeyError` if there is none; `DecodeError` if it is bad (for csv, at the bad line, after the rows
         before it).
         """
-        async with closing(aiter(self.object_pass(key).chunks())) as chunks:
+        chunks = self.object_pass(key).chunks()
+        try:
             async for chunk in chunks:
                 for sample in chunk:
                     yield sample
+        finally:
+            await close(chunks)
 
     async def fetch(self, key: str) -> list[Sample]:
         """All samples of object `key`, in one list (see `get`)."""
