@@ -52,6 +52,17 @@ def test_the_simulated_interleaver_takes_what_the_real_one_releases(trial: int) 
         assert consumed_per_shard(counts, skip, size, make_numpy_rng(trial, 0, "items")) == expected
 
 
+def test_the_interleaver_releases_once_its_buffer_is_full() -> None:
+    """A shard of exactly the buffer's size is released on arrival, shuffled (a shuffle buffer draws once
+    full): the first sample of a shuffled pass does not wait for a second shard."""
+    interleaver = ShardInterleaver(100, make_numpy_rng(0, 0, "items"))
+    assert interleaver.push(list(range(99))) == []
+    released = interleaver.push(list(range(99, 199)))  # 199 held: runs until one shard is used up
+    assert len(released) >= 99 and interleaver.held == 199 - len(released)
+    first = ShardInterleaver(100, make_numpy_rng(0, 0, "items")).push(list(range(100)))
+    assert sorted(first) == list(range(100)) and first != list(range(100))
+
+
 @pytest.mark.parametrize("order", ORDERS, ids=["plain", "keys", "items", "both"])
 def test_a_resumed_pass_is_the_rest_of_the_pass(store_url: str, order: dict) -> None:
     write_store(store_url)
