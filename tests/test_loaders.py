@@ -306,24 +306,31 @@ def test_a_looped_loader_whose_rank_share_is_empty_ends(face: Face, store_url: s
     assert len(looped) == 7
 
 
-async def test_slow_start_reads_one_first_then_doubles_up_to_its_limit() -> None:
+async def test_slow_start_reads_two_alone_then_doubles_up_to_its_limit() -> None:
     from squirrel.aio.pacing import SlowStart
 
     limit, in_flight, peaks = SlowStart(5), 0, []
-    gate = asyncio.Event()
+    gates = [asyncio.Event() for _ in range(12)]
 
-    async def read() -> None:
+    async def read(i: int) -> None:
         nonlocal in_flight
         async with limit:
             in_flight += 1
             peaks.append(in_flight)
-            await gate.wait()
+            await gates[i].wait()
             in_flight -= 1
 
-    tasks = [asyncio.create_task(read()) for _ in range(12)]
+    tasks = [asyncio.create_task(read(i)) for i in range(12)]
     await asyncio.sleep(0.01)
     assert peaks == [1]  # the first read alone
-    gate.set()
+    gates[0].set()
+    await asyncio.sleep(0.01)
+    assert peaks == [1, 1]  # the second alone too, while the consumer decodes the first
+    gates[1].set()
+    await asyncio.sleep(0.01)
+    assert peaks == [1, 1, 1, 2]  # then the window grows by one as each read ends
+    for gate in gates:
+        gate.set()
     await asyncio.gather(*tasks)
     assert max(peaks) <= 5 and len(peaks) == 12
 
