@@ -5,32 +5,38 @@ from __future__ import annotations
 import gc
 
 import numpy as np
+import pytest
 
 from squirrel.aio.buffer_pool import BufferPool
 from squirrel.driver import MessagePackDataLoader, MessagepackStore, Sample, Shard
 
+SIZES = pytest.mark.parametrize("size", [1000, 3_000_000], ids=["small", "large"])  # a bytearray; a mapping
 
-def test_a_held_view_is_never_reused(tmp_path) -> None:
+
+@SIZES
+def test_a_held_view_is_never_reused(tmp_path, size: int) -> None:
     pool = BufferPool(max_buffers=2)
     first, second = tmp_path / "a", tmp_path / "b"
-    first.write_bytes(b"A" * 1000)
-    second.write_bytes(b"B" * 1000)
+    first.write_bytes(b"A" * size)
+    second.write_bytes(b"B" * size)
     held = pool.read_file(str(first))
     for _ in range(5):
         other = pool.read_file(str(second))
-        assert bytes(held) == b"A" * 1000
+        assert bytes(held) == b"A" * size and bytes(other) == b"B" * size
         del other
     assert len(pool._buffers) == 2
 
 
-def test_a_released_buffer_is_reused(tmp_path) -> None:
+@SIZES
+def test_a_released_buffer_is_reused(tmp_path, size: int) -> None:
     pool = BufferPool(max_buffers=4)
     path = tmp_path / "f"
-    path.write_bytes(b"x" * 4096)
+    path.write_bytes(b"x" * size)
     buffers = set()
     for _ in range(10):
         view = pool.read_file(str(path))
         buffers.add(id(view.obj))
+        assert np.frombuffer(view, np.uint8).sum() == ord("x") * size  # decoded arrays are views of it
         del view
         gc.collect()
     assert len(buffers) == 1
