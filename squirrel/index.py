@@ -42,6 +42,7 @@ __all__ = [
     "describe",
     "dump_index",
     "parse_index",
+    "store_index",
     "verify_object",
 ]
 
@@ -179,6 +180,14 @@ def check_layout(index: Index, suffix: str, compression: str | None, source: str
             f"reads {suffix!r} objects (compression={compression!r}): open it with the driver and compression "
             "it was written with"
         )
+
+
+def store_index(data: bytes | bytearray | memoryview, source: str, suffix: str, compression: str | None) -> Index:
+    """`data` parsed as the index `source` of a store of `suffix` and `compression` objects (`parse_index`,
+    then `check_layout`): `DecodeError` naming `source` if it is not one."""
+    index = parse_index(data, source)
+    check_layout(index, suffix, compression, source)
+    return index
 
 
 def verify_object(entry: IndexEntry, data: bytes | bytearray | memoryview, object_url: str, source: str) -> None:

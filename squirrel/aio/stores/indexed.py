@@ -36,10 +36,9 @@ from squirrel.index import (
     Index,
     IndexEntry,
     build_index,
-    check_layout,
     describe,
     dump_index,
-    parse_index,
+    store_index,
     verify_object,
 )
 
@@ -184,18 +183,26 @@ class IndexedStore:
 
         `DecodeError` naming the index if it is corrupt or was written for another suffix or compression.
         """
-        try:
-            data = await self._request(self.index_url, self._fs()._cat_file, self.layout.index_path)
-        except FileNotFoundError:
-            index = None
+        if self.layout.on_local_disk:  # read and parsed in one thread hop, with no filesystem object to build
+            index = await asyncio.to_thread(self._local_index)
         else:
-            if len(data) >= PARSE_IN_THREAD_BYTES:
-                index = await asyncio.to_thread(parse_index, data, self.index_url)
+            try:
+                data = await self._request(self.index_url, self._fs()._cat_file, self.layout.index_path)
+            except FileNotFoundError:
+                index = None
             else:
-                index = parse_index(data, self.index_url)
-            check_layout(index, self.layout.suffix, self.compression, self.index_url)
+                parse = functools.partial(store_index, data, self.index_url, self.layout.suffix, self.compression)
+                index = await asyncio.to_thread(parse) if len(data) >= PARSE_IN_THREAD_BYTES else parse()
         self._index, self._index_read = index, True
         return index
+
+    def _local_index(self) -> Index | None:
+        """The store's index file on local disk, parsed and checked (see `read_index`); None if there is none."""
+        try:
+            data = read_local(self.layout.index_path, None)
+        except FileNotFoundError:
+            return None
+        return store_index(data, self.index_url, self.layout.suffix, self.compression)
 
     async def _loaded_index(self) -> Index | None:
         """The index this store last read, reading it first if it has not (once, however many callers wait)."""
