@@ -207,8 +207,6 @@ class Pass:
             yield from self._completed(group, read(wanted) if wanted else [])
 
     def _groups(self) -> list[Sequence[str]]:
-        if len(self.keys) == 1:  # a store's `get`
-            return [self.keys]
         return groups_of(self.keys, min(GROUP_SIZE, self.plan.prefetch) if self.read_group is not None else 1)
 
     def _wanted(self, group: Sequence[str]) -> Sequence[str]:
