@@ -83,7 +83,7 @@ class CachedSource:
             if data is None:
                 data = await self.store.read_bytes(key)
                 self._writes[key] = cache_writer().submit(self.cache.put, url, data, expected)
-            return await self.store._inflated(key, data)
+            return await self.store._inflated(key, data, pool)
         except (KeyError, DecodeError) as error:
             return Fetched(key, error=error)
 

@@ -28,7 +28,7 @@ from squirrel.aio.fs import LoopFilesystems
 from squirrel.aio.operators import closing, run_all
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.storage_options import check_storage_options, split_protocol
-from squirrel.aio.stores.record import MAX_CONCURRENT_WRITES
+from squirrel.aio.stores.writes import MAX_CONCURRENT_WRITES
 from squirrel.aio.stream import AsyncComposable, AsyncIterableSource
 from squirrel.errors import EncodeError
 from squirrel.metrics import LoaderMetrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -14,10 +15,13 @@ if TYPE_CHECKING:
 
     from squirrel.sample import Sample
 
-__all__ = ["Buffer", "Codec", "dtype_from_text"]
+__all__ = ["Buffer", "Codec", "Take", "dtype_from_text"]
 
 Buffer = bytes | bytearray | memoryview
 """What codecs decode: stored bytes, or a view of a recycled read buffer."""
+
+Take = Callable[[int], memoryview]
+"""Gives a writable buffer of the size asked for, whose contents may be anything (`BufferPool.take`)."""
 
 
 _DEPRECATED_BYTES_ALIAS = re.compile(r"[<>|=]?a")

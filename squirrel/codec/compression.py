@@ -6,8 +6,13 @@ the rules for declared sizes, is `squirrel.codec.sizing`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from squirrel.codec.gzip import gzip_compress, gzip_decompress
 from squirrel.codec.zstd import zstd_compress, zstd_decompress
+
+if TYPE_CHECKING:
+    from squirrel.codec.base import Buffer, Take
 
 __all__ = [
     "COMPRESSIONS",
@@ -66,11 +71,12 @@ def compress(data: bytes, compression: str | None, level: int | None = None) -> 
 
 
 def decompress(
-    data: bytes | bytearray | memoryview,
+    data: Buffer,
     compression: str | None,
     source: str,
     max_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
-) -> bytes | bytearray | memoryview:
+    take: Take | None = None,
+) -> Buffer:
     """Decompress `data` (all gzip members or zstd frames), refusing output larger than `max_size` bytes.
 
     Memory stays at most the output (or the cap) plus a constant: the inflated bytes go straight into one
@@ -79,10 +85,10 @@ def decompress(
     is refused before anything is inflated, so an honest bomb costs nothing; a lying or multi-member one is
     stopped at the cap, and only one such inflation runs past its declared size at a time (others wait for
     it), so concurrent bombs cost one cap between them, not one each. `DecodeError` naming `source` for
-    that, and for truncated or corrupt input.
+    that, and for truncated or corrupt input. `take`, when given, gives that buffer (a pool's: recycled).
     """
     if compression is None:
         return data
     if check_compression(compression) == "zstd":
-        return zstd_decompress(data, source, max_size)
-    return gzip_decompress(data, source, max_size)
+        return zstd_decompress(data, source, max_size, take)
+    return gzip_decompress(data, source, max_size, take)

@@ -23,6 +23,8 @@ from squirrel.errors import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from squirrel.codec.base import Buffer, Take
+
 __all__ = [
     "ENTROPY_MIN_MATCH",
     "MATCH_RICH_LEVEL",
@@ -106,21 +108,21 @@ def zstd_parameters(data: bytes) -> zstandard.ZstdCompressionParameters:
     )
 
 
-def zstd_decompress(data: bytes | bytearray | memoryview, source: str, max_size: int) -> bytes | bytearray:
-    """Every zstd frame of `data`, inflated within `max_size`.
+def zstd_decompress(data: Buffer, source: str, max_size: int, take: Take | None = None) -> Buffer:
+    """Every zstd frame of `data`, inflated within `max_size` (into a buffer from `take` when given).
 
-    One frame declaring its size and nothing after it (what `zstd_compress` writes) is inflated in one call
-    of this thread's decompressor, straight into a buffer of the declared size, once the size passed the
-    checks of `_zstd_declared`; zstd checks the frame is whole, its content the declared size, its checksum
-    right and nothing follows it. Anything else (more frames, no declared size, bad data) goes the general
-    way (`_unzstd`), which also names what is wrong: `DecodeError` naming `source`.
+    One frame declaring its size and nothing after it (what `zstd_compress` writes), with no `take`, is
+    inflated in one call of this thread's decompressor, into a buffer of the declared size, once the size
+    passed the checks of `_zstd_declared`; zstd checks the frame is whole, its content the declared size,
+    its checksum right and nothing follows it. Anything else (a `take`, more frames, no declared size, bad
+    data) goes the general way (`_unzstd`), which also names what is wrong: `DecodeError` naming `source`.
     """
     view = memoryview(data)
     declared = _zstd_declared(view, source, max_size)
-    if declared:
+    if declared and take is None:
         with contextlib.suppress(zstandard.ZstdError):
             return _decompressor().decompress(view, allow_extra_data=False)
-    return _unzstd(view, declared, source, max_size)
+    return _unzstd(view, declared, source, max_size, take)
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -132,26 +134,27 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return decompressor
 
 
-def _unzstd(data: memoryview, declared: int, source: str, max_size: int) -> bytearray:
+def _unzstd(data: memoryview, declared: int, source: str, max_size: int, take: Take | None) -> Buffer:
     """Inflate every zstd frame of `data` into one buffer, refusing output past `max_size` bytes.
 
     As for gzip: the buffer is sized by what the first frame's header declares (`declared`, from
-    `_zstd_declared`; zstd checks that frame against it) and zstd inflates straight into it; it grows
-    past that only for further frames or a frame that declares nothing, a piece at a time, one such
-    inflation at a time (`BEYOND_DECLARED`). A header declaring more than `max_size` is refused before
-    anything is inflated; a bomb that declares nothing is stopped at the cap. Truncated data is found by
-    walking the frames' block headers first (zstd's reader would just stop). `DecodeError` naming `source`
-    for all of these, and for corrupt data.
+    `_zstd_declared`; zstd checks that frame against it), from `take` when given, and zstd inflates
+    straight into it; it moves to a bytearray grown past that only for further frames or a frame that
+    declares nothing, a piece at a time, one such inflation at a time (`BEYOND_DECLARED`). A header
+    declaring more than `max_size` is refused before anything is inflated; a bomb that declares nothing is
+    stopped at the cap. Truncated data is found by walking the frames' block headers first (zstd's reader
+    would just stop). `DecodeError` naming `source` for all of these, and for corrupt data.
     """
     _check_zstd_frames(data, source)
-    out = bytearray(declared)
+    out: bytearray | memoryview = take(declared) if take is not None and declared else bytearray(declared)
     reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
     try:
         if declared:  # zstd fills it or raises: it checks each frame's content against its declared size
-            with memoryview(out) as view:
-                reader.readinto(view)
+            reader.readinto(out)
         piece = reader.read(OUTPUT_PIECE)
         if piece:  # past the header's word: one such inflation at a time
+            if isinstance(out, memoryview):  # a recycled buffer cannot grow
+                out = bytearray(out)
             with BEYOND_DECLARED:
                 while piece:
                     if len(out) + len(piece) > max_size:
@@ -289,7 +292,7 @@ class ZstdStream:
         self._walker = _ZstdWalker(source)
         self._held = b""  # the start of a unit that the next chunk completes
 
-    def feed(self, chunk: bytes | bytearray | memoryview) -> Iterator[bytes]:
+    def feed(self, chunk: Buffer) -> Iterator[bytes]:
         """The content inflated from `chunk` (with what earlier chunks left incomplete), in pieces.
 
         `DecodeError` naming `source` for data that is not zstd or is corrupt (zstd checks each frame's

@@ -2,8 +2,8 @@
 
 It is also the base of the shard stores: a subclass picks the codec and whether each sample is its own
 object (record store) or each shard is (messagepack, jsonl, csv). Keys name objects directly under the
-root (`Layout`); writes are atomic, so a reader never sees half an object. The store's index (listing,
-counts, checksums) is handled by `IndexedStore`, its base.
+root (`Layout`). Its bases handle the rest: `StoreWrites` its writes (atomic, so a reader never sees half
+an object) and deletes, `IndexedStore` its index (listing, counts, checksums).
 """
 
 from __future__ import annotations
@@ -13,28 +13,23 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squirrel.aio.fs import LoopFilesystems, is_local
-from squirrel.aio.operators import close, run_all
+from squirrel.aio.fs import LoopFilesystems
+from squirrel.aio.operators import close
 from squirrel.aio.pipeline import Fetched, Pass, Rest
 from squirrel.aio.releasable import Releasable
 from squirrel.aio.retry import NO_RETRY, RetryPolicy
-from squirrel.aio.storage_options import check_storage_options, reports_missing_deletes, split_protocol
+from squirrel.aio.storage_options import check_storage_options, split_protocol
 from squirrel.aio.stores.caching import cache_options, shard_cache, source_for
-from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS, IndexedStore
+from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS
 from squirrel.aio.stores.layout import Layout
-from squirrel.aio.stores.local import (
-    SIZE_PROBES,
-    all_small,
-    remove_stale_temp_files,
-    write_local_atomically,
-)
-from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, compress, decompress
+from squirrel.aio.stores.local import SIZE_PROBES, all_small, read_local_gzip
+from squirrel.aio.stores.writes import StoreWrites
+from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression, check_level
 from squirrel.errors import DecodeError
-from squirrel.index import IndexEntry, describe
 from squirrel.metrics import LoaderMetrics
 from squirrel.plan import LoadPlan
-from squirrel.sample import Sample, Shard, validate_key
+from squirrel.sample import Sample, validate_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -45,14 +40,10 @@ if TYPE_CHECKING:
     from squirrel.aio.pipeline import ReadGroup
     from squirrel.codec.base import Buffer
 
-__all__ = ["MAX_CONCURRENT_WRITES", "AsyncRecordStore"]
+__all__ = ["AsyncRecordStore"]
 
 
-MAX_CONCURRENT_WRITES = 64
-"""Bound on objects written at once by one `set` (a shard written into a record store)."""
-
-
-class AsyncRecordStore(IndexedStore, Releasable):
+class AsyncRecordStore(StoreWrites, Releasable):
     """Map-style async access to a folder of samples, one msgpack object per sample.
 
     ``await store.set(sample)``, ``async for s in store.get(key)``, ``async for k in store.keys()``,
@@ -160,12 +151,14 @@ class AsyncRecordStore(IndexedStore, Releasable):
             await self._verify(key, data, index)
         return data
 
-    def decompress(self, key: str, data: Buffer) -> Buffer:
-        """`data`, the stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL).
+    def decompress(self, key: str, data: Buffer, pool: BufferPool | None = None) -> Buffer:
+        """`data`, the stored bytes of object `key`, decompressed (pure CPU; zlib releases the GIL), into a
+        recycled buffer of `pool` when given.
 
         `DecodeError` naming the object for corrupt data or data inflating past `max_decompressed_size`.
         """
-        return decompress(data, self.compression, self.object_url(key), self.max_decompressed_size)
+        take = pool.take if pool is not None else None
+        return decompress(data, self.compression, self.object_url(key), self.max_decompressed_size, take)
 
     def decode(self, key: str, data: Buffer) -> list[Sample]:
         """Decompress and decode `data`, the stored bytes of object `key` (pure CPU; safe to run in a thread).
@@ -215,10 +208,10 @@ class AsyncRecordStore(IndexedStore, Releasable):
         if self.verify_checksums:
             await self._loaded_index()
         if self.layout.protocol in LOCAL_PROTOCOLS:
-            return await asyncio.to_thread(self._read_group, self._blocking_read(pool), keys)
+            return await asyncio.to_thread(self._read_group, self._blocking_read(pool), pool, keys)
         if len(keys) == 1:  # a `get`: no task to gather
-            return [await self._read_remote(keys[0])]
-        return list(await asyncio.gather(*(self._read_remote(key) for key in keys)))
+            return [await self._read_remote(keys[0], pool)]
+        return list(await asyncio.gather(*(self._read_remote(key, pool) for key in keys)))
 
     async def group_reader(self, keys: Sequence[str]) -> ReadGroup | None:
         """`fetch_objects` in the calling thread, for small objects on local disk or memory:// (a record store's;
@@ -231,33 +224,44 @@ class AsyncRecordStore(IndexedStore, Releasable):
             return None
         if self.verify_checksums:
             await self._loaded_index()
-        return functools.partial(self._read_group, self._blocking_read(None))
+        return functools.partial(self._read_group, self._blocking_read(None), None)
 
-    def _read_group(self, read: Callable[[str], Buffer], keys: Sequence[str]) -> list[Fetched]:
-        """The objects `keys`, each read with `read` in this thread (see `fetch_objects`)."""
+    def _read_group(self, read: Callable[[str], Buffer], pool: BufferPool | None, keys: Sequence[str]) -> list[Fetched]:
+        """The objects `keys`, each read with `read` in this thread, inflated into `pool`'s recycled buffers if
+        given (see `fetch_objects`); gzip ones on local disk stream through the inflater from their file
+        instead, unless their stored bytes are to be checked against the index first (`verify_checksums`)."""
         fetched = []
+        on_disk = self.compression == "gzip" and self.layout.on_local_disk and not self.verify_checksums
+        streamed = pool if on_disk else None  # where gzip files stream to
         for key in keys:
+            path = self._object_path(key)
             try:
-                data = read(self._object_path(key))
-                if self.verify_checksums and self._index is not None:
-                    self._verify_now(key, data, self._index)
-                fetched.append(Fetched(key, self.decompress(key, data) if self.compression is not None else data))
+                if streamed is not None:
+                    data = read_local_gzip(path, self.object_url(key), self.max_decompressed_size, streamed)
+                else:
+                    data = read(path)
+                    if self.verify_checksums and self._index is not None:
+                        self._verify_now(key, data, self._index)
+                    if self.compression is not None:
+                        data = self.decompress(key, data, pool)
+                fetched.append(Fetched(key, data))
             except FileNotFoundError:
                 fetched.append(Fetched(key, error=self._missing(key)))
             except (KeyError, DecodeError) as error:
                 fetched.append(Fetched(key, error=error))
         return fetched
 
-    async def _read_remote(self, key: str) -> Fetched:
+    async def _read_remote(self, key: str, pool: BufferPool | None) -> Fetched:
         try:
-            return await self._inflated(key, await self.read_bytes(key))
+            return await self._inflated(key, await self.read_bytes(key), pool)
         except (KeyError, DecodeError) as error:
             return Fetched(key, error=error)
 
-    async def _inflated(self, key: str, data: Buffer) -> Fetched:
-        """Object `key` as the pipeline takes it, from its stored bytes `data` (`DecodeError` if bad)."""
+    async def _inflated(self, key: str, data: Buffer, pool: BufferPool | None) -> Fetched:
+        """Object `key` as the pipeline takes it, from its stored bytes `data`, inflated into a recycled buffer
+        of `pool` when given (`DecodeError` if bad)."""
         if self.compression is not None:  # inflating releases the GIL: threads use both cores
-            data = await asyncio.to_thread(self.decompress, key, data)
+            data = await asyncio.to_thread(self.decompress, key, data, pool)
         return Fetched(key, data)
 
     def read_rest(self, fetched: Fetched) -> AsyncIterator[bytes]:
@@ -267,83 +271,3 @@ class AsyncRecordStore(IndexedStore, Releasable):
     def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
         """The samples of one `fetched` (inflated) object, as one chunk (whole: `rest` is never read)."""
         return [self.codec.decode(fetched.data, self.object_url(fetched.key))]
-
-    # -- writing -------------------------------------------------------------------------------
-
-    def _objects_of(self, item: Sample | Shard) -> list[tuple[str, Sequence[Sample]]]:
-        if isinstance(item, Shard):
-            return [(one.key, [one]) for one in item.value] if self.one_object_per_sample else [(item.key, item.value)]
-        if isinstance(item, Sample):
-            return [(item.key, [item])]
-        raise TypeError(f"{type(self).__name__}.set takes a Sample or a Shard, got {type(item).__name__}")
-
-    def encode(self, samples: Sequence[Sample]) -> bytes:
-        """Encode and compress `samples` as the bytes of one object (pure CPU)."""
-        return compress(self.codec.encode(samples), self.compression, self.compression_level)
-
-    async def set(self, item: Sample | Shard, *, keep_index: bool = False) -> list[IndexEntry]:
-        """Store `item` atomically: a reader sees the old object or the new one, never a partial one.
-
-        A record store writes each sample of a shard as its own object; a shard store writes a shard as
-        one object and a lone sample as a one-sample shard under the sample's key. Returns the index
-        entries of the objects written. Once the objects are written, the store's index is removed (see
-        `IndexedStore`): readers list the store until `write_index` runs again, so no write is invisible.
-        `keep_index=True` leaves it in place, for a writer that rewrites the index itself afterwards
-        (`write_shards` does). `TypeError` for anything but a Sample or a Shard, `EncodeError` for a value
-        the codec cannot hold.
-        """
-        objects = self._objects_of(item)
-        if len(objects) == 1:
-            return [await self._put(*objects[0], drop_index=not keep_index)]
-        puts = [functools.partial(self._put, key, samples, drop_index=False) for key, samples in objects]
-        entries = await run_all(puts, limit=MAX_CONCURRENT_WRITES)
-        if not keep_index:
-            await self.drop_index()
-        return entries
-
-    async def _put(self, key: str, samples: Sequence[Sample], drop_index: bool) -> IndexEntry:
-        """Write one object; with `drop_index`, remove the index after it (local disk: in the same thread hop)."""
-        fs, path = self._fs(), self._object_path(key)
-        if is_local(fs):
-            index_path = self.layout.index_path if drop_index else None
-            entry = await asyncio.to_thread(self._encode_and_write_local, key, path, samples, index_path)
-            if drop_index:
-                self._forget_index()
-            return entry
-        data, entry = await asyncio.to_thread(self._encode_and_describe, key, samples)
-        await self._request(self.object_url(key), fs._pipe_file, path, data)
-        if drop_index:
-            await self.drop_index()
-        return entry
-
-    def _encode_and_describe(self, key: str, samples: Sequence[Sample]) -> tuple[bytes, IndexEntry]:
-        data = self.encode(samples)
-        return data, describe(key, data, len(samples))
-
-    def _encode_and_write_local(
-        self, key: str, path: str, samples: Sequence[Sample], index_path: str | None
-    ) -> IndexEntry:
-        data, entry = self._encode_and_describe(key, samples)
-        write_local_atomically(path, data, then_remove=index_path)
-        return entry
-
-    async def cleanup(self, older_than: float = 3600.0) -> list[str]:
-        """Remove what crashed writers left behind (hidden temp files of writes that never reached their
-        rename, on local disk: object stores publish an upload whole or not at all), and return the paths
-        removed. Files younger than `older_than` seconds are kept: writes may still be under way."""
-        if not is_local(self._fs()):
-            return []
-        return await asyncio.to_thread(remove_stale_temp_files, self.layout.root, older_than)
-
-    async def delete(self, key: str, *, keep_index: bool = False) -> None:
-        """Remove the object stored under `key`, then the store's index unless `keep_index` (as `set` does);
-        `KeyError` if there is none."""
-        fs, path, url = self._fs(), self._object_path(key), self.object_url(key)
-        try:
-            if not reports_missing_deletes(self.layout.protocol):
-                await self._request(url, fs._info, path)
-            await self._request(url, fs._rm_file, path)
-        except FileNotFoundError:
-            raise KeyError(f"no key {key!r} in {self!r}") from None
-        if not keep_index:
-            await self.drop_index()
