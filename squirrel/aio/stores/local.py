@@ -76,7 +76,7 @@ def read_local(path: str, pool: BufferPool | None) -> Buffer:
         os.close(fd)
 
 
-READ_PIECE = 1024 * 1024
+READ_PIECE = 256 * 1024
 """What `read_local_gzip` reads of a file at once, into one buffer it refills."""
 
 
