@@ -147,7 +147,7 @@ def _unzstd(data: memoryview, declared: int, source: str, max_size: int, take: T
     """
     _check_zstd_frames(data, source)
     out: bytearray | memoryview = take(declared) if take is not None and declared else bytearray(declared)
-    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+    reader = zstandard.ZstdDecompressor().stream_reader(data, read_size=max(len(data), 1), read_across_frames=True)
     try:
         if declared:  # zstd fills it or raises: it checks each frame's content against its declared size
             reader.readinto(out)
