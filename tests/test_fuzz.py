@@ -19,7 +19,8 @@ from squirrel.codec import JsonlCodec, MessagepackCodec, compress, decompress
 from squirrel.codec.base import dtype_from_text
 from squirrel.codec.squirrel_core import SquirrelCoreJsonlCodec, SquirrelCoreMessagepackCodec
 from squirrel.errors import DecodeError
-from squirrel.index import build_index, describe, dump_index, parse_index
+from squirrel.index import build_index, describe
+from squirrel.index_format import dump_index, parse_index
 from squirrel.sample import Sample
 from tests.test_codec import STRUCTURED_DTYPES, ZERO_SIZE_DTYPES, array_ref, scalar_ref, sqmp_object
 

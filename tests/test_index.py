@@ -16,7 +16,8 @@ from squirrel.aio.fs import filesystem_class_and_options
 from squirrel.aio.storage_options import split_protocol
 from squirrel.driver import JsonlStore, MessagePackDataLoader, MessagepackStore, RecordStore, Sample, Shard
 from squirrel.errors import DecodeError
-from squirrel.index import INDEX_NAME, Index, IndexEntry, build_index, checksum, dump_index, parse_index
+from squirrel.index import INDEX_NAME, Index, IndexEntry, build_index, checksum
+from squirrel.index_format import dump_index, parse_index
 from tests.helpers import make_samples
 
 
@@ -182,44 +183,99 @@ def test_index_of_another_layout_is_refused(store_url: str) -> None:
         list(JsonlStore(store_url, "gzip").keys())
 
 
-def good_document() -> dict[str, Any]:
+def good_document(version: int = 2) -> dict[str, Any]:
     entries = [IndexEntry("a", 2, 10, checksum(b"a")), IndexEntry("b", 0, 0, checksum(b""))]
-    return json.loads(dump_index(build_index(".msgpack", None, entries)))
+    document: dict[str, Any] = json.loads(dump_index(build_index(".msgpack", None, entries)))
+    if version == 1:  # what squirrel wrote before version 2: one JSON object per object
+        columns = [document.pop(name) for name in ("keys", "samples", "bytes", "crc32c")]
+        rows = zip(*columns, strict=True)
+        document["objects"] = [dict(zip(("key", "samples", "bytes", "crc32c"), row, strict=True)) for row in rows]
+        document["version"] = 1
+    return document
 
 
-def edited(change: Any) -> bytes:
-    document = good_document()
+def edited(change: Any, version: int = 2) -> bytes:
+    document = good_document(version)
     change(document)
     return json.dumps(document).encode()
 
 
-@pytest.mark.parametrize(
-    ("data", "complaint"),
-    [
-        (b"\xff\xfe", "not valid JSON"),
-        (b"[]", "must be a JSON object"),
-        (edited(lambda d: d.update(version=2)), "unsupported version 2"),
-        (edited(lambda d: d.update(version=True)), "unsupported version True"),
-        (edited(lambda d: d.update(format="zarr")), "format is 'zarr'"),
-        (edited(lambda d: d.update(compression="lz4")), "unknown compression"),
-        (edited(lambda d: d.update(extra=1)), r"unexpected fields \['extra'\]"),
-        (edited(lambda d: d.pop("suffix")), r"missing fields \['suffix'\]"),
-        (edited(lambda d: d.update(objects={})), "objects must be a list"),
-        (edited(lambda d: d["objects"][0].update(samples=-1)), "samples must be a non-negative integer"),
-        (edited(lambda d: d["objects"][0].update(samples=True)), "samples must be a non-negative integer"),
-        (edited(lambda d: d["objects"][0].update(bytes=1.5)), "bytes must be a non-negative integer"),
-        (edited(lambda d: d["objects"][0].update(key="../escape")), "must not contain '/'"),
-        (edited(lambda d: d["objects"][0].update(key=".hidden")), "must not start with '.'"),
-        (edited(lambda d: d["objects"][0].update(crc32c="!!")), "not base64"),
-        (edited(lambda d: d["objects"][0].update(crc32c="AAAA")), "base64 of 4 bytes"),
-        (edited(lambda d: d["objects"][1].update(key="a")), "'a' is listed twice"),
-        (edited(lambda d: d["objects"].append([])), "object #2 must be a JSON object"),
-    ],
-)
+def entry_set(row: int, field: str, value: Any) -> Any:
+    """An edit setting `field` of the `row`-th object, in either version's layout."""
+
+    def change(document: dict[str, Any]) -> None:
+        if document["version"] == 1:
+            document["objects"][row][field] = value
+        else:
+            document["keys" if field == "key" else field][row] = value
+
+    return change
+
+
+EITHER_VERSION = [
+    (lambda d: d.update(version=3), "unsupported version 3"),
+    (lambda d: d.update(version=True), "unsupported version True"),
+    (lambda d: d.update(format="zarr"), "format is 'zarr'"),
+    (lambda d: d.update(compression="lz4"), "unknown compression"),
+    (lambda d: d.update(extra=1), r"unexpected fields \['extra'\]"),
+    (lambda d: d.pop("suffix"), r"missing fields \['suffix'\]"),
+    (entry_set(0, "samples", -1), "object #0 \\('a'\\): samples must be a non-negative integer"),
+    (entry_set(0, "samples", True), "samples must be a non-negative integer"),
+    (entry_set(1, "bytes", 1.5), "object #1 \\('b'\\): bytes must be a non-negative integer"),
+    (entry_set(0, "bytes", 2**63), "bytes must be a non-negative integer"),
+    (entry_set(0, "key", "../escape"), "object #0: key '../escape' must not contain '/'"),
+    (entry_set(0, "key", ".hidden"), "must not start with '.'"),
+    (entry_set(0, "key", 7), "key must be a str"),
+    (entry_set(0, "key", "\ud800"), "not valid Unicode"),
+    (entry_set(0, "crc32c", "!!"), "not base64"),
+    (entry_set(0, "crc32c", "AAAA"), "base64 of 4 bytes"),
+    (entry_set(1, "crc32c", "AAAAAB=="), "not canonical base64"),
+    (entry_set(1, "crc32c", None), "crc32c"),
+    (entry_set(1, "key", "a"), "'a' is listed twice"),
+]
+ONE_VERSION = [
+    (b"\xff\xfe", "not valid JSON"),
+    (b"[]", "must be a JSON object"),
+    (edited(lambda d: d.update(objects={}), version=1), "objects must be a list"),
+    (edited(lambda d: d["objects"].append([]), version=1), "object #2 must be a JSON object"),
+    (edited(lambda d: d["objects"][0].pop("bytes"), version=1), r"object #0 has missing fields \['bytes'\]"),
+    (edited(lambda d: d.update(keys={})), "keys must be a list"),
+    (edited(lambda d: d["samples"].append(1)), "must be as long as each other, got \\[2, 3, 2, 2\\]"),
+    (edited(lambda d: d.update(objects=[])), r"unexpected fields \['objects'\]"),
+]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(("change", "complaint"), EITHER_VERSION, ids=[c for _, c in EITHER_VERSION])
+def test_parse_is_strict_in_either_version(version: int, change: Any, complaint: str) -> None:
+    with pytest.raises(DecodeError, match=complaint) as error:
+        parse_index(edited(change, version), "gs://b/store/_squirrel_index.json")
+    assert "gs://b/store/_squirrel_index.json" in str(error.value)
+
+
+@pytest.mark.parametrize(("data", "complaint"), ONE_VERSION, ids=[c for _, c in ONE_VERSION])
 def test_parse_is_strict(data: bytes, complaint: str) -> None:
     with pytest.raises(DecodeError, match=complaint) as error:
         parse_index(data, "gs://b/store/_squirrel_index.json")
     assert "gs://b/store/_squirrel_index.json" in str(error.value)
+
+
+def test_version_1_indexes_are_still_read() -> None:
+    old = parse_index(edited(lambda d: None, version=1), "x")
+    assert old == parse_index(edited(lambda d: None), "x")
+    assert old.keys == ["a", "b"] and [e.samples for e in old.entries] == [2, 0] and old.get("a").size == 10
+
+
+def test_an_index_lists_one_value_per_line() -> None:
+    entries = [IndexEntry(key, 1, 2, "AAAAAA==") for key in "ab"]
+    lines = dump_index(build_index(".msgpack", None, entries)).decode().splitlines()
+    assert lines == [
+        '{"format": "squirrel-index", "version": 2, "suffix": ".msgpack", "compression": null,',
+        *['"keys": [', '"a",', '"b"', "],"],
+        *['"samples": [', "1,", "1", "],"],
+        *['"bytes": [', "2,", "2", "],"],
+        *['"crc32c": [', '"AAAAAA==",', '"AAAAAA=="', "]}"],
+    ]
 
 
 def test_dump_and_parse_round_trip() -> None:
@@ -285,7 +341,8 @@ MALFORMED = {
     "list format": (edited(lambda d: d.update(format=[])), "format is []"),
     "float version": (edited(lambda d: d.update(version=1.0)), "unsupported version 1.0"),
     "huge version": (edited(lambda d: d.update(version=2**70)), "unsupported version"),
-    "null objects": (edited(lambda d: d.update(objects=None)), "objects must be a list"),
+    "null objects": (edited(lambda d: d.update(objects=None), version=1), "objects must be a list"),
+    "null keys": (edited(lambda d: d.update(keys=None)), "keys must be a list"),
     "top-level string": (b'"squirrel-index"', "must be a JSON object"),
     "top-level number": (b"1", "must be a JSON object"),
     "top-level null": (b"null", "must be a JSON object"),

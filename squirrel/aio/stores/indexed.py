@@ -31,16 +31,8 @@ from squirrel.aio.storage_options import gcs_endpoint
 from squirrel.aio.stores.local import local_names, read_local, write_local_atomically
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.errors import DecodeError, StoreChanged
-from squirrel.index import (
-    INDEX_NAME,
-    Index,
-    IndexEntry,
-    build_index,
-    describe,
-    dump_index,
-    store_index,
-    verify_object,
-)
+from squirrel.index import Index, IndexEntry, build_index, describe, verify_object
+from squirrel.index_format import dump_index, store_index
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -127,12 +119,12 @@ class IndexedStore:
 
         A store whose folder does not exist yet is empty; `FileNotFoundError` when its bucket is missing.
         """
-        if self.layout.on_local_disk:  # names only (fsspec's detailed listing stats every file, 50x slower),
-            names = await asyncio.to_thread(local_names, self.layout.root)  # which also show any index
-            index = await self.read_index() if INDEX_NAME in names else None
-            return index.keys if index is not None else self.layout.keys_of(names)
         index = await self.read_index()
-        return index.keys if index is not None else sorted(await self.list_objects())
+        if index is not None:
+            return index.keys
+        if self.layout.on_local_disk:  # names only: fsspec's detailed listing stats every file, 50x slower
+            return self.layout.keys_of(await asyncio.to_thread(local_names, self.layout.root))
+        return sorted(await self.list_objects())
 
     async def list_objects(self) -> dict[str, int]:
         """The stored size of every object under the root, by key, from a listing (never from the index)."""
@@ -200,7 +192,7 @@ class IndexedStore:
         """The store's index file on local disk, parsed and checked (see `read_index`); None if there is none."""
         try:
             data = read_local(self.layout.index_path, None)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # none, or a single-file store
             return None
         return store_index(data, self.index_url, self.layout.suffix, self.compression)
 
