@@ -56,8 +56,8 @@ class Index:
 
     Held as columns, one per field, as the index file stores them (`squirrel.index_format`): a pass needs
     only the keys, and 50,000 entry objects cost more than parsing the file. `entries` and `get` make
-    entries when asked. The columns must be sorted by key, without duplicates: `build_index` and
-    `squirrel.index_format.parse_index` make them so.
+    entries when asked. The columns, object by object: `keys`, `samples` (counts), `sizes` (stored bytes)
+    and `crc32cs`, sorted by key without duplicates (`columns_index` makes them so).
     """
 
     def __init__(
@@ -153,8 +153,9 @@ def build_index(suffix: str, compression: str | None, entries: Iterable[IndexEnt
 def columns_index(
     suffix: str, compression: str | None, keys: list[str], samples: list[int], sizes: list[int], crc32cs: list[str]
 ) -> Index:
-    """An index of the objects the columns list, row by row in any order (sorted here by key); `ValueError`
-    on a duplicate key."""
+    """An index for a store of `suffix` objects with `compression`, of the objects the columns list row by
+    row, in any order (sorted here by key): `keys`, `samples`, `sizes`, `crc32cs`. `ValueError` on a
+    duplicate key."""
     if keys != sorted(keys):
         order = sorted(range(len(keys)), key=keys.__getitem__)
         keys, crc32cs = [keys[at] for at in order], [crc32cs[at] for at in order]
