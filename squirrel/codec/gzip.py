@@ -50,7 +50,7 @@ def gzip_inflate(
     recycled buffer, which nobody needs to zero), else a new bytearray.
 
     The pieces are consumed as they come, so a file streams through the inflater and only one piece of it
-    is held at a time (`squirrel.aio.stores.local.read_local_inflated`). Each piece is used only until the
+    is held at a time (`squirrel.aio.stores.local.read_local_gzip`). Each piece is used only until the
     next is asked for: a reader may refill one buffer.
 
     `DecodeError` naming `source` for a declared or actual size past `max_size`, and for truncated or

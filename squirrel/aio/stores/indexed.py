@@ -119,12 +119,12 @@ class IndexedStore:
 
         A store whose folder does not exist yet is empty; `FileNotFoundError` when its bucket is missing.
         """
+        if self.layout.on_local_disk:  # in one thread hop; names only: fsspec's detailed listing stats every file
+            index, names = await asyncio.to_thread(self._local_index_or_names)
+            self._index, self._index_read = index, True
+            return index.keys if index is not None else self.layout.keys_of(names)
         index = await self.read_index()
-        if index is not None:
-            return index.keys
-        if self.layout.on_local_disk:  # names only: fsspec's detailed listing stats every file, 50x slower
-            return self.layout.keys_of(await asyncio.to_thread(local_names, self.layout.root))
-        return sorted(await self.list_objects())
+        return index.keys if index is not None else sorted(await self.list_objects())
 
     async def list_objects(self) -> dict[str, int]:
         """The stored size of every object under the root, by key, from a listing (never from the index)."""
@@ -195,6 +195,11 @@ class IndexedStore:
         except (FileNotFoundError, NotADirectoryError):  # none, or a single-file store
             return None
         return store_index(data, self.index_url, self.layout.suffix, self.compression)
+
+    def _local_index_or_names(self) -> tuple[Index | None, list[str]]:
+        """The store's index on local disk (see `read_index`), or when it has none the names in its folder."""
+        index = self._local_index()
+        return index, [] if index is not None else local_names(self.layout.root)
 
     async def _loaded_index(self) -> Index | None:
         """The index this store last read, reading it first if it has not (once, however many callers wait)."""
