@@ -22,7 +22,7 @@ from squirrel.aio.storage_options import check_storage_options, split_protocol
 from squirrel.aio.stores.caching import cache_options, shard_cache, source_for
 from squirrel.aio.stores.indexed import LOCAL_PROTOCOLS
 from squirrel.aio.stores.layout import Layout
-from squirrel.aio.stores.local import SIZE_PROBES, all_small, read_local_gzip
+from squirrel.aio.stores.local import SIZE_PROBES, SMALL_OBJECT_BYTES, all_small, read_local_gzip
 from squirrel.aio.stores.writes import StoreWrites
 from squirrel.codec import COMPRESSIONS, Codec, MessagepackCodec, decompress
 from squirrel.codec.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, check_compression, check_level
@@ -218,13 +218,22 @@ class AsyncRecordStore(StoreWrites, Releasable):
         a shard store's when the first of `keys` are: `all_small`); None for the others (read one at a time)."""
         if not self.groups_small_objects or self.layout.protocol not in LOCAL_PROTOCOLS:
             return None
-        size = os.path.getsize if self.layout.on_local_disk else self._fs().sync_fs.size
-        probed = [self._object_path(key) for key in keys[:SIZE_PROBES]]
-        if not self.one_object_per_sample and not await asyncio.to_thread(all_small, size, probed):
+        if not self.one_object_per_sample and not await self._all_small(keys[:SIZE_PROBES]):
             return None
         if self.verify_checksums:
             await self._loaded_index()
         return functools.partial(self._read_group, self._blocking_read(None), None)
+
+    async def _all_small(self, keys: Sequence[str]) -> bool:
+        """`all_small` for the objects `keys`: by the sizes in the index this store last read when it lists
+        them (no filesystem call: memory:// scans every object it holds for each size asked), else by the
+        filesystem's."""
+        index = self._index
+        entries = [index.get(key) for key in keys] if index is not None else []
+        if entries and all(entries):
+            return all(entry.size <= SMALL_OBJECT_BYTES for entry in entries if entry is not None)
+        size = os.path.getsize if self.layout.on_local_disk else self._fs().sync_fs.size
+        return await asyncio.to_thread(all_small, size, [self._object_path(key) for key in keys])
 
     def _read_group(self, read: Callable[[str], Buffer], pool: BufferPool | None, keys: Sequence[str]) -> list[Fetched]:
         """The objects `keys`, each read with `read` in this thread, inflated into `pool`'s recycled buffers if
