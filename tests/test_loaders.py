@@ -407,3 +407,16 @@ async def test_small_objects_are_read_in_groups_and_large_ones_alone(store_url: 
         assert isinstance(fetched[-1].error, KeyError) and all(item.error is None for item in fetched[:3])
     await small.aclose()
     await large.aclose()
+
+
+@pytest.mark.parametrize("buffer", [2, 7, 30, 31, 100])
+@pytest.mark.parametrize("seed", [0, "run"])
+def test_the_key_order_is_a_shuffle_buffers_over_the_keys(buffer: int, seed: int | str) -> None:
+    # the planner inlines the buffer's pushes and drain for speed: it must draw the same order as the buffer
+    from squirrel.order import ShuffleBuffer, make_rng
+
+    keys = [f"k{i:03d}" for i in range(30)]
+    shuffler: ShuffleBuffer[str] = ShuffleBuffer(buffer, make_rng(seed, 2, "keys"))
+    expected = [evicted for key in keys for evicted in shuffler.push(key)] + list(shuffler.drain())
+    assert plan_keys(keys, buffer, seed, 2) == expected
+    assert sorted(expected) == keys
