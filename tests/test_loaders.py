@@ -420,3 +420,13 @@ def test_the_key_order_is_a_shuffle_buffers_over_the_keys(buffer: int, seed: int
     expected = [evicted for key in keys for evicted in shuffler.push(key)] + list(shuffler.drain())
     assert plan_keys(keys, buffer, seed, 2) == expected
     assert sorted(expected) == keys
+
+
+def test_groups_double_from_8_and_are_cut_as_they_are_taken() -> None:
+    from squirrel.aio.pacing import groups_of
+
+    keys = [f"k{i}" for i in range(100)]
+    groups = groups_of(keys, 32)
+    assert next(groups) == keys[:8]  # cut when taken: a pass over 50,000 keys starts without cutting them all
+    assert [len(group) for group in groups] == [16, 32, 32, 12]
+    assert list(groups_of(keys[:5], 4)) == [keys[:4], keys[4:5]] and list(groups_of([], 4)) == []

@@ -7,7 +7,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["SlowStart", "groups_of"]
 
@@ -40,13 +40,12 @@ class SlowStart:
             self.slots.release()
 
 
-def groups_of(keys: Sequence[str], largest: int) -> list[Sequence[str]]:
+def groups_of(keys: Sequence[str], largest: int) -> Iterator[Sequence[str]]:
     """`keys` in consecutive groups that double from 8 up to `largest`: the first objects arrive soon, and
-    later ones share a thread hop between many (a hop costs 100-300 µs of wake-ups on a busy machine)."""
-    groups: list[Sequence[str]] = []
+    later ones share a thread hop between many (a hop costs 100-300 µs of wake-ups on a busy machine). Made
+    as they are taken: 50,000 keys in groups of 4 cost 9 ms to cut, which the first sample waited for."""
     start, size = 0, min(8, largest)
     while start < len(keys):
-        groups.append(keys[start : start + size])
+        yield keys[start : start + size]
         start += size
         size = min(size * 2, largest)
-    return groups

@@ -30,6 +30,7 @@ logged, counted and replaced by no samples.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -157,11 +158,12 @@ class Pass:
     def objects(self) -> AsyncIterator[Fetched]:
         """This reader's objects in plan order, `prefetch` held ahead at most, `max_concurrency` requests."""
         groups = self._groups()
-        if len(groups) == 1:  # one object (a store's `get`) or one group: nothing to overlap, no task to start
-            return _Later(self, groups[0])
-        return self._overlapped(groups)
+        first, second = next(groups, ()), next(groups, None)
+        if second is None:  # one object (a store's `get`) or one group: nothing to overlap, no task to start
+            return _Later(self, first)
+        return self._overlapped(itertools.chain((first, second), groups))
 
-    async def _overlapped(self, groups: list[Sequence[str]]) -> AsyncIterator[Fetched]:
+    async def _overlapped(self, groups: Iterable[Sequence[str]]) -> AsyncIterator[Fetched]:
         """The objects of `groups`, fetched concurrently within the plan's bounds."""
         plan = self.plan
         requests = (
@@ -206,7 +208,7 @@ class Pass:
             wanted = self._wanted(group)
             yield from self._completed(group, read(wanted) if wanted else [])
 
-    def _groups(self) -> list[Sequence[str]]:
+    def _groups(self) -> Iterator[Sequence[str]]:
         return groups_of(self.keys, min(GROUP_SIZE, self.plan.prefetch) if self.read_group is not None else 1)
 
     def _wanted(self, group: Sequence[str]) -> Sequence[str]:
