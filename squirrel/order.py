@@ -161,6 +161,23 @@ class ShuffleBuffer(Generic[T]):
         evicted, self.items[index] = self.items[index], item
         yield evicted
 
+    def push_all(self, items: Iterable[T]) -> list[T]:
+        """Add each of `items` in turn, as `push` does with the same draws; returns the items evicted, in order.
+
+        One loop instead of a generator per item: a third of the time for 50,000 keys, which a pass's first
+        sample waits for (`shuffled_keys`).
+        """
+        evicted: list[T] = []
+        held, size, draw = self.items, self.size, self.rng.randrange
+        for item in items:
+            if len(held) < size:
+                held.append(item)
+                continue
+            index = draw(size)
+            evicted.append(held[index])
+            held[index] = item
+        return evicted
+
     def drain(self) -> Iterator[T]:
         """Yield what is left, in random order, emptying the buffer."""
         items, self.items = self.items, []
@@ -176,15 +193,7 @@ def shuffled_keys(keys: Iterable[str], buffer: int, seed: int | str | None, epoc
     keys = list(keys)
     if buffer <= 1:
         return keys
-    # `ShuffleBuffer`'s pushes and drain, drawing the same numbers, without a generator per key (a third of
-    # the time at 50,000 keys, which the first sample waits for)
-    rng = make_rng(seed, epoch, "keys")
-    held, planned = keys[:buffer], []
-    draw = rng.randrange
-    for key in keys[buffer:]:
-        index = draw(buffer)
-        planned.append(held[index])
-        held[index] = key
-    rng.shuffle(held)
-    planned.extend(held)
+    shuffler: ShuffleBuffer[str] = ShuffleBuffer(buffer, make_rng(seed, epoch, "keys"))
+    planned = shuffler.push_all(keys)
+    planned.extend(shuffler.drain())
     return planned

@@ -38,8 +38,7 @@ def gzip_decompress(data: Buffer, source: str, max_size: int, take: Take | None 
     """Every gzip member of `data`, inflated into one buffer sized by the last trailer's declared size (from
     `take` when given, else a new bytearray); see `gzip_inflate`."""
     view = memoryview(data)
-    pieces = (view[start : start + INPUT_PIECE] for start in range(0, len(view), INPUT_PIECE))
-    return gzip_inflate(pieces, len(view), view[-4:], source, max_size, take)
+    return gzip_inflate((view,), len(view), view[-4:], source, max_size, take)
 
 
 def gzip_inflate(

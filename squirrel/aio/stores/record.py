@@ -240,8 +240,8 @@ class AsyncRecordStore(StoreWrites, Releasable):
         given (see `fetch_objects`); gzip ones on local disk stream through the inflater from their file
         instead, unless their stored bytes are to be checked against the index first (`verify_checksums`)."""
         fetched = []
-        on_disk = self.compression == "gzip" and self.layout.on_local_disk and not self.verify_checksums
-        streamed = pool if on_disk else None  # where gzip files stream to
+        streams = self.compression == "gzip" and self.layout.on_local_disk and not self.verify_checksums
+        streamed = pool if streams else None  # where gzip files stream to
         for key in keys:
             path = self._object_path(key)
             try:
