@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -105,3 +106,21 @@ def test_a_small_buffer_is_made_to_size() -> None:
     # a sample keeps its object's buffer alive: a 1 KB record must not pin a rounded-up 256 KiB
     view = BufferPool(max_buffers=2).take(1000)
     assert len(view.obj) == 1000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is what shares memory with a child")
+def test_a_forked_child_writes_its_own_copy_of_a_buffer() -> None:
+    # a pool's buffers were shared mappings: a DataLoader worker forked from a process whose stream had
+    # read before reused the parent's free buffers and wrote into the parent's memory (and its siblings')
+    pool = BufferPool(max_buffers=1)
+    held = pool.take(1_000_000)
+    held[:] = b"p" * len(held)
+    child = os.fork()
+    if child == 0:  # the child lets go of its copy of the sample, so the buffer is free there
+        del held
+        reused = pool.take(1_000_000)
+        reused[:] = b"c" * len(reused)
+        os._exit(0 if reused.obj is pool._buffers[0] else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert bytes(held) == b"p" * len(held)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 import torch.utils.data
 
@@ -282,3 +283,28 @@ def test_a_seeded_shuffle_operator_can_be_resumed(dataset_url: str) -> None:
 
     consumed, rest = interrupt_and_resume(fresh, batches=4)
     assert sorted(consumed + rest) == every_key()
+
+
+def _key_and_values(sample: Sample) -> tuple[str, int, int]:
+    values = sample.value["x"]
+    return sample.key, int(values.min()), int(values.max())
+
+
+SHARDS_1MB = 40
+
+
+def test_forked_workers_do_not_share_a_warm_streams_buffers(tmp_path) -> None:
+    # a stream iterated in the parent keeps its read buffers for later passes; forked workers inherit
+    # them, and when they were shared mappings, two workers read their shards into the same memory
+    store = MessagepackStore(str(tmp_path))
+    for s in range(SHARDS_1MB):  # read into the pool's buffers
+        store.set(Shard([Sample({"x": np.full(32_768, s * 10 + i, np.int32)}, f"s{s}_{i}") for i in range(8)], f"{s}"))
+    stream = MessagePackDataLoader(str(tmp_path)).get_iter(split_by_worker=True, prefetch=4)
+    assert sum(1 for _ in stream) == 8 * SHARDS_1MB and stream.aio.pool._buffers  # the parent's pass warms the pool
+    dataset = stream.map(_key_and_values).to_torch_iterable()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context="fork")
+    seen = list(loader)
+    assert len(seen) == 8 * SHARDS_1MB
+    for key, low, high in seen:
+        shard, index = (int(part) for part in key[1:].split("_"))
+        assert low == high == shard * 10 + index, key
