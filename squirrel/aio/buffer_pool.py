@@ -84,9 +84,11 @@ def _fresh(size: int) -> bytearray | mmap.mmap:
     mapping, whose pages the kernel zeroes outside the GIL (a bytearray is zeroed by Python, holding the GIL:
     3-5 ms for a 12 MB shard, which the consumer's thread, decoding the previous shard, waited out).
 
-    Its pages are mapped as it is made (`_POPULATE`), in one system call: left to fault in one 4 KiB page at
-    a time as the read wrote them, a 12 MB buffer took 6.6-8 ms to make and fill from the page cache, against
-    3.5 ms (1.4 ms into a warm one). That is what a pass's first shards wait for."""
+    The mapping is private: a process forked later (a DataLoader worker) copies the pages it writes, where a
+    shared one wrote its shards into its parent's and its siblings' buffers. Its pages are mapped as it is
+    made (`_POPULATE`), in one system call: shared, and faulted in one 4 KiB page at a time as the read
+    wrote them, a 12 MB buffer took 5.4-5.8 ms to make and fill from the page cache, against 2.9-3.0 ms
+    (1.4 ms into a warm one). That is what a pass's first shards wait for."""
     if size < _GRAIN:
         return bytearray(size)
     return mmap.mmap(-1, size + (-size % _GRAIN), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
