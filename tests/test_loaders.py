@@ -430,3 +430,31 @@ def test_groups_double_from_8_and_are_cut_as_they_are_taken() -> None:
     assert next(groups) == keys[:8]  # cut when taken: a pass over 50,000 keys starts without cutting them all
     assert [len(group) for group in groups] == [16, 32, 32, 12]
     assert list(groups_of(keys[:5], 4)) == [keys[:4], keys[4:5]] and list(groups_of([], 4)) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 8, 17, 1000, 1024, 1025, 4099])
+def test_shuffles_draw_what_the_standard_library_drew(size: int) -> None:
+    # earlier versions drew with random.Random's randrange and shuffle; the same seed must give the same
+    # order (a pass resumed after an upgrade replays it), now that the draws are inlined for speed
+    import random
+
+    from squirrel.order import ShuffleBuffer, shuffle_in_place
+
+    items, expected = list(range(size)), list(range(size))
+    shuffle_in_place(items, random.Random(f"shuffle {size}"))
+    random.Random(f"shuffle {size}").shuffle(expected)
+    assert items == expected
+
+    capacity = max(size // 3, 1)
+    reference, held, evicted = random.Random(size), [], []
+    for item in range(size * 2):
+        if len(held) < capacity:
+            held.append(item)
+            continue
+        index = reference.randrange(capacity)
+        evicted.append(held[index])
+        held[index] = item
+    shuffler: ShuffleBuffer[int] = ShuffleBuffer(capacity, random.Random(size))
+    assert shuffler.push_all(range(size * 2)) == evicted
+    one_by_one: ShuffleBuffer[int] = ShuffleBuffer(capacity, random.Random(size))
+    assert [out for item in range(size * 2) for out in one_by_one.push(item)] == evicted
