@@ -172,10 +172,9 @@ class ShuffleBuffer(Generic[T]):
         evicted: list[T] = []
         held, size = self.items, self.size
         bits, width = self.rng.getrandbits, size.bit_length()
-        for item in items:
-            if len(held) < size:
-                held.append(item)
-                continue
+        rest = iter(items)
+        held.extend(itertools.islice(rest, size - len(held)))  # no draws until the buffer is full
+        for item in rest:
             index = bits(width)
             while index >= size:
                 index = bits(width)
@@ -187,7 +186,7 @@ class ShuffleBuffer(Generic[T]):
         """Yield what is left, in random order, emptying the buffer (`shuffle_in_place`)."""
         items, self.items = self.items, []
         shuffle_in_place(items, self.rng)
-        yield from items
+        return iter(items)  # shuffled now, not when first asked (a generator would wait); no frame per item
 
 
 def _below(bits: Callable[[int], int], n: int) -> int:
