@@ -25,6 +25,11 @@ Goals: zstd reads >= 3x gzip and >= 0.6x uncompressed, judged on the loader read
 thread, is printed beside it, not judged); zstd writes >= 3x gzip; zstd's size <= gzip's (level 6, gzip's
 default) on the compressible datasets.
 
+On ``random`` both codecs store the data (gzip's stored blocks, zstd's raw blocks) at copy speed, so against
+gzip there is no 3x to find: reading uncompressed data is itself only about 2x a gzip read there (the
+ceiling is printed each run). There zstd is judged not to be slower than gzip, reading or writing, and to
+read at >= 0.6x uncompressed; its 3x ratios are printed, not judged.
+
     python -m benchmarks.compression            # full run: 7 rounds
     SQUIRREL_BENCH_SMALL=1 python -m benchmarks.compression   # smoke run: 2 shards a dataset, 1 round
 """
@@ -174,15 +179,20 @@ def report(name: str, rounds: list[dict[str, Any]]) -> tuple[list[Goal], list[Go
         values = ratios[ratio]
         return Goal(f"{name}: {title}", statistics.median(values), target, at_most, min(values), max(values))
 
+    compressible = name != "random"
+    against_gzip = 3.0 if compressible else 1.0  # see the module docstring: gzip stores random data
     judged = [
-        goal("zstd/gzip read speed (loader)", "zstd/gzip read (loader)", 3.0),
+        goal("zstd/gzip read speed (loader)", "zstd/gzip read (loader)", against_gzip),
         goal("zstd/uncompressed read speed (loader)", "zstd/none read (loader)", 0.6),
-        goal("zstd/gzip write speed", "zstd/gzip write", 3.0),
+        goal("zstd/gzip write speed", "zstd/gzip write", against_gzip),
     ]
-    if name != "random":
+    if compressible:
         judged.append(goal("zstd/gzip stored size", "zstd/gzip size", 1.0, at_most=True))
+    else:
+        ceiling = statistics.median(r["gzip"]["loader_s"] / r["None"]["loader_s"] for r in rounds)
+        print(f"{'none/gzip read (loader)':<24} {ceiling:7.2f}: the ceiling of zstd/gzip here")
     codec_level = [
-        goal("zstd/gzip read speed (codec, one thread)", "zstd/gzip read (codec)", 3.0),
+        goal("zstd/gzip read speed (codec, one thread)", "zstd/gzip read (codec)", against_gzip),
         goal("zstd/uncompressed read speed (codec, one thread)", "zstd/none read (codec)", 0.6),
     ]
     return judged, codec_level
