@@ -23,6 +23,7 @@ class and options) and unpickles as what it was.
 
 from __future__ import annotations
 
+import io
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +79,16 @@ _request_once = getattr(_gcsfs_request, "__wrapped__", None)
 """gcsfs's `_request` without its retry decorator (None if a gcsfs release stops exposing it)."""
 
 
+_LARGE_BODY = getattr(aiohttp.payload, "TOO_LARGE_BYTES_BODY", 2**20)
+"""The largest body of raw bytes aiohttp sends without a warning."""
+
+
 class PolicyRetriedRequests(_GcsfsBase):
     """Mixin for a gcsfs class: one try per HTTP request while a squirrel `RetryPolicy` is retrying it.
+
+    An upload body over `_LARGE_BODY` goes to aiohttp as a file-like object, which it sends a piece at a time:
+    given raw bytes (what gcsfs hands it), aiohttp warns (`ResourceWarning`) that sending them may hold the
+    loop, and under warnings-as-errors every write of a shard over 1 MiB failed.
 
     A whole object read under a policy (what every store read is) goes straight to one GET on gcsfs's
     session, with gcsfs's URL, headers, query and error translation, past the four layers of coroutines
@@ -88,6 +97,9 @@ class PolicyRetriedRequests(_GcsfsBase):
     """
 
     async def _request(self, *args: Any, **kwargs: Any) -> Any:
+        data = kwargs.get("data")
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > _LARGE_BODY:
+            kwargs["data"] = io.BytesIO(data)  # gcsfs rewinds it for each of its own tries
         if _request_once is None or not policy_retries_active():
             return await super()._request(*args, **kwargs)
         try:
