@@ -237,3 +237,42 @@ def test_progress_shows_samples_and_shards_with_the_total(tmp_path, capsys: pyte
 def test_no_progress_by_default(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     write_shards(range(250), str(tmp_path), shard_size=100, make_sample=image_sample)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_loaders_stream_is_resharded(store_url: str, face: str) -> None:
+    # write_shards(loader.get_iter(), url): a re-shard or conversion. A sync stream was iterated on the IO
+    # loop, where its pass waits on that loop: RuntimeError before anything was written
+    import asyncio
+
+    from squirrel.aio import AsyncMessagepackLoader
+
+    samples = make_samples(23)
+    write_shards(iter(samples), store_url, shard_size=5)
+    copy = store_url + "-copy"
+    if face == "sync":
+        keys = write_shards(MessagePackDataLoader(store_url).get_iter(), copy, shard_size=10, compression="gzip")
+    else:
+
+        async def reshard() -> list[str]:
+            async with AsyncMessagepackLoader(store_url) as loader:
+                return await aio_bulk.write_shards(loader.get_iter(), copy, shard_size=10, compression="gzip")
+
+        keys = asyncio.run(reshard())
+    assert keys == ["shard_000000", "shard_000001", "shard_000002"]
+    assert_same_samples(list(MessagePackDataLoader(copy, compression="gzip").get_iter()), samples)
+
+
+def test_a_failed_reshard_closes_the_loaders_pass(tmp_path) -> None:
+    write_shards(iter(make_samples(30)), str(tmp_path / "in"), shard_size=5)
+    stream = MessagePackDataLoader(str(tmp_path / "in")).get_iter().map(_fail_at_the_twentieth)
+    with pytest.raises(BadItemError, match="twentieth"):
+        write_shards(stream, str(tmp_path / "out"), shard_size=4)
+    assert MessagepackStore(str(tmp_path / "out")).read_index() is None
+    assert len(list(MessagePackDataLoader(str(tmp_path / "in")).get_iter())) == 30  # the runtime still serves
+
+
+def _fail_at_the_twentieth(sample: Sample) -> Sample:
+    if sample.key == make_samples(30)[19].key:
+        raise BadItemError("the twentieth sample")
+    return sample

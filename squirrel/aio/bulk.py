@@ -20,6 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Si
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from squirrel.aio.executors import await_executor_future, is_async_callable
+from squirrel.aio.operators import uninterrupted
 from squirrel.aio.stores.shard import AsyncJsonlStore, AsyncMessagepackStore
 from squirrel.aio.stream import AsyncIterableSource
 from squirrel.sample import Sample, Shard, validate_key
@@ -289,7 +290,11 @@ async def _set_and_close(store: AsyncRecordStore, shard: Shard) -> list[IndexEnt
 
 
 async def _chunks(samples: Iterable[Any] | AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
-    """Lists of `size` items (the last one shorter); a sync iterable is drawn in a thread, a list per hop."""
+    """Lists of `size` items (the last one shorter); a sync iterable is drawn in a thread, a list per hop.
+
+    Its iterator is also made and closed in a thread: a sync loader's stream (``write_shards(loader.get_iter(),
+    url)``, a re-shard or a conversion) starts and stops its pass by waiting on this loop, which it must
+    not block."""
     if isinstance(samples, AsyncIterable):
         chunk = []
         async for item in samples:
@@ -300,6 +305,12 @@ async def _chunks(samples: Iterable[Any] | AsyncIterable[Any], size: int) -> Asy
         if chunk:
             yield chunk
         return
-    iterator = iter(samples)
-    while chunk := await asyncio.to_thread(list, itertools.islice(iterator, size)):
-        yield chunk
+    iterator = await asyncio.to_thread(iter, samples)
+    try:
+        # uninterrupted: a cancelled hop would leave its thread inside the iterator while another closes it
+        while chunk := await uninterrupted(asyncio.to_thread(list, itertools.islice(iterator, size))):
+            yield chunk
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await uninterrupted(asyncio.to_thread(close))
