@@ -16,11 +16,10 @@ import threading
 __all__ = ["BufferPool"]
 
 _FREE_REFCOUNT = 3  # the pool's list, the loop variable, and getrefcount's own argument
-_GRAIN = 64 * 1024
+_GRAIN = 256 * 1024
 """Buffers of this size or more are made in multiples of it: shards a few bytes apart in size (keys of
 different lengths) then share buffers, where exact sizes left a pooled buffer too small for the next shard,
-so the pool grew. Smaller ones are made to size (a sample keeps its buffer alive). Every page of a buffer is
-mapped (`_fresh`), so the rounding costs memory: at 256 KiB, 1.3 MB over a pass's 6 buffers of 12 MB."""
+so the pool grew. Smaller ones are made to size (a sample keeps its buffer alive)."""
 
 
 class BufferPool:
@@ -75,21 +74,16 @@ class BufferPool:
         return view
 
 
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
-"""Linux's flag that maps every page of a new mapping at once (0 where there is none: pages then come one
-fault at a time)."""
-
-
 def _fresh(size: int) -> bytearray | mmap.mmap:
     """A new buffer for `size` bytes: a small one exactly; a large one rounded up to `_GRAIN`, as an anonymous
-    mapping, whose pages the kernel zeroes outside the GIL (a bytearray is zeroed by Python, holding the GIL:
-    3-5 ms for a 12 MB shard, which the consumer's thread, decoding the previous shard, waited out).
+    mapping, whose pages the kernel zeroes as the read that fills it first writes them, outside the GIL
+    (a bytearray is zeroed by Python, holding the GIL: 3-5 ms for a 12 MB shard, which the consumer's
+    thread, decoding the previous shard, waited out).
 
     The mapping is private: a process forked later (a DataLoader worker) copies the pages it writes, where a
-    shared one wrote its shards into its parent's and its siblings' buffers. Its pages are mapped as it is
-    made (`_POPULATE`), in one system call: shared, and faulted in one 4 KiB page at a time as the read
-    wrote them, a 12 MB buffer took 5.4-5.8 ms to make and fill from the page cache, against 2.9-3.0 ms
-    (1.4 ms into a warm one). That is what a pass's first shards wait for."""
+    shared one wrote its shards into its parent's and its siblings' buffers; made and filled from the page
+    cache, a private 12 MB buffer also took 4.1-4.3 ms against 5.4-5.8. Its pages are not mapped up front
+    (``MAP_POPULATE``, 2.9-3 ms): Python holds the GIL while it maps them, and every thread waited."""
     if size < _GRAIN:
         return bytearray(size)
-    return mmap.mmap(-1, size + (-size % _GRAIN), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
+    return mmap.mmap(-1, size + (-size % _GRAIN), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
