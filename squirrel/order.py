@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import operator
 import random
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 import numpy as np
 from numpy.random import default_rng  # at import: numpy loads it lazily, 5 ms of a shuffled first sample
@@ -183,7 +183,7 @@ class ShuffleBuffer(Generic[T]):
         return evicted
 
     def drain(self) -> Iterator[T]:
-        """Yield what is left, in random order, emptying the buffer (`shuffle_in_place`)."""
+        """What is left, in random order (`shuffle_in_place`), emptying the buffer."""
         items, self.items = self.items, []
         shuffle_in_place(items, self.rng)
         return iter(items)  # shuffled now, not when first asked (a generator would wait); no frame per item
@@ -200,7 +200,7 @@ def _below(bits: Callable[[int], int], n: int) -> int:
     return index
 
 
-def shuffle_in_place(items: list[Any], rng: random.Random) -> None:
+def shuffle_in_place(items: list[T], rng: random.Random) -> None:
     """Shuffle `items` in place with the draws of ``rng.shuffle(items)`` (Fisher-Yates from the last item,
     each swap's partner drawn as `_below` draws), so the order for a seed is the one earlier versions made.
 
