@@ -71,7 +71,7 @@ class ShardInterleaver(Generic[T]):
         """Samples held now."""
         return sum(len(shard) for shard in self.shards)
 
-    def push(self, chunk: list[T]) -> list[T]:
+    def push(self, chunk: Sequence[T]) -> list[T]:
         """Add one shard's samples; return the samples released (possibly none), in shuffled order."""
         if chunk:
             self.shards.append(_pick(chunk, self.rng.permutation(len(chunk)).tolist()))
@@ -128,7 +128,7 @@ def consumed_per_shard(
     return shuffled
 
 
-def _pick(items: list[T], indices: list[int]) -> list[T]:
+def _pick(items: Sequence[T], indices: list[int]) -> list[T]:
     if not indices:
         return []
     picked = operator.itemgetter(*indices)(items)

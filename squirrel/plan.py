@@ -218,13 +218,13 @@ class SampleOrder(Generic[T]):
         self._shuffler = ShardInterleaver[T](size, make_numpy_rng(seed, epoch, "items")) if size > 1 else None
         self._expected = iter(index_counts) if index_counts is not None else None
 
-    def push(self, chunk: list[T]) -> list[T]:
+    def push(self, chunk: Sequence[T]) -> Sequence[T]:
         """Add the samples of one object; return the samples now released, in order."""
         if self._expected is not None:
             _check_count(chunk, next(self._expected, None))
         return self._shuffler.push(chunk) if self._shuffler is not None else chunk
 
-    def drain(self) -> list[T]:
+    def drain(self) -> Sequence[T]:
         """The samples still held, at the end of the pass."""
         return self._shuffler.drain() if self._shuffler is not None else []
 

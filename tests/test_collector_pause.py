@@ -17,18 +17,20 @@ from squirrel.errors import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from squirrel.codec.messagepack import SampleChunk
+
 
 @pytest.fixture
 def collector_while_decoding(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether the collector was on at each decode of a messagepack object."""
     seen: list[bool] = []
-    decode = MessagepackCodec.decode
+    decode = MessagepackCodec.decode_chunk
 
-    def spied(self: MessagepackCodec, data: Any, source: str) -> list[Sample]:
+    def spied(self: MessagepackCodec, data: Any, source: str) -> SampleChunk:
         seen.append(gc.isenabled())
         return decode(self, data, source)
 
-    monkeypatch.setattr(MessagepackCodec, "decode", spied)
+    monkeypatch.setattr(MessagepackCodec, "decode_chunk", spied)
     return seen
 
 
@@ -80,3 +82,47 @@ def test_a_corrupt_object_leaves_the_collector_on(tmp_path: Any, collector_on: N
     with pytest.raises(DecodeError, match=r"sh1\.msgpack"):
         _read(str(tmp_path), "sync")
     assert gc.isenabled()
+
+
+def _samples_alive() -> int:
+    return sum(type(item) is Sample for item in gc.get_objects())
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_pass_makes_each_sample_as_it_is_taken(store_url: str, face: str) -> None:
+    # a shard's samples made all at once outlived the collections their allocation set off and, moved up
+    # the generations, brought on full collections of the heap; made as taken, only the one in hand exists
+    store = MessagepackStore(store_url)
+    store.set(Shard([Sample({"x": np.full(4, i)}, f"k{i:03d}") for i in range(200)], "only"))
+    gc.collect()
+    before = _samples_alive()
+    if face == "sync":
+        samples = iter(MessagePackDataLoader(store_url).get_iter())
+        first = next(samples)
+        alive = _samples_alive() - before
+        rest = [sample.key for sample in samples]
+    else:
+
+        async def read() -> tuple[Sample, int, list[str]]:
+            async with AsyncMessagepackLoader(store_url) as loader:
+                stream = aiter(loader.get_iter())
+                first = await anext(stream)
+                alive = _samples_alive() - before
+                return first, alive, [sample.key async for sample in stream]
+
+        first, alive, rest = asyncio.run(read())
+    assert alive <= 2, f"{alive} samples made before the first was taken"
+    assert [first.key, *rest] == [f"k{i:03d}" for i in range(200)]
+
+
+def test_a_sample_chunk_is_a_sequence_of_fresh_samples() -> None:
+    codec = MessagepackCodec()
+    data = codec.encode([Sample({"x": np.arange(i + 1)}, f"k{i}") for i in range(5)])
+    chunk = codec.decode_chunk(data, "mem://x")
+    assert len(chunk) == 5 and repr(chunk) == "SampleChunk(5 samples)"
+    assert [sample.key for sample in chunk] == [f"k{i}" for i in range(5)]
+    assert chunk[2].key == "k2" and (chunk[-1].value["x"] == np.arange(5)).all()
+    assert [sample.key for sample in chunk[1:3]] == ["k1", "k2"]
+    assert chunk[0] is not chunk[0] and chunk[0].value is chunk[0].value  # a new Sample, the same value
+    decoded = codec.decode(data, "mem://x")
+    assert isinstance(decoded, list) and [s.key for s in decoded] == [s.key for s in chunk]

@@ -96,7 +96,7 @@ class CachedSource:
         """Cached objects are read whole: there is never a rest."""
         return self.store.read_rest(fetched)
 
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[Sequence[Sample]]:
         """As the store decodes it, once the object's cache entry is written if the pass fetched it: written
         behind the pass while the object waited for its turn, so this waits only if the disk falls behind
         (on the async face's loop for a small object decoded there). An entry that could not be written (a

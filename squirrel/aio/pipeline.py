@@ -118,7 +118,7 @@ class ObjectSource(Protocol):
         """The chunks of an incomplete object after its first, in order."""
         ...
 
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[Sequence[Sample]]:
         """The samples of one fetched object, in chunks (pure CPU but for `rest`): decoded at the call, as a
         list of one chunk, for a whole-object source; else an iterator that parses as it is taken."""
         ...
@@ -231,7 +231,7 @@ class Pass:
                 metrics.bytes += len(item.data)
         return fetched
 
-    def decode(self, fetched: Fetched, rest: Rest) -> Iterable[list[Any]]:
+    def decode(self, fetched: Fetched, rest: Rest) -> Iterable[Sequence[Any]]:
         """The samples of `fetched` in chunks; a bad object is raised or skipped (see `skipped`).
 
         A whole object comes decoded, as a list of its one chunk (no generator per object: for small
@@ -248,14 +248,14 @@ class Pass:
             return [self.skipped(fetched.key, error)]
         return chunks if isinstance(chunks, list) else self._streamed(fetched.key, chunks)
 
-    def _streamed(self, key: str, chunks: Iterable[list[Any]]) -> Generator[list[Any], None, None]:
+    def _streamed(self, key: str, chunks: Iterable[Sequence[Any]]) -> Generator[Sequence[Any], None, None]:
         """`chunks` of object `key` as its decoder parses them; a `DecodeError` among them is raised or skipped."""
         try:
             yield from chunks
         except DecodeError as error:
             yield self.skipped(key, error)
 
-    def decoding(self, fetched: Fetched, rest: Rest) -> Generator[list[Any], None, None]:
+    def decoding(self, fetched: Fetched, rest: Rest) -> Generator[Sequence[Any], None, None]:
         """`decode`, run only as the chunks are taken (so a worker thread that takes them does the decoding)."""
         yield from self.decode(fetched, rest)
 
@@ -272,7 +272,7 @@ class Pass:
 
         return chunks
 
-    async def chunks(self, decode_in: str = "worker") -> AsyncIterator[list[Any]]:
+    async def chunks(self, decode_in: str = "worker") -> AsyncIterator[Sequence[Any]]:
         """Decoded chunks of samples in plan order, for the async face (``"worker"`` or ``"loop"``)."""
         if decode_in not in ("worker", "loop"):
             raise ValueError(f"an async pass decodes in 'worker' or 'loop', got {decode_in!r}")
@@ -313,16 +313,17 @@ class _Later:
             raise StopAsyncIteration from None
 
 
-def _decode_collector_paused(source: ObjectSource, fetched: Fetched, rest: Rest) -> Iterable[list[Any]]:
+def _decode_collector_paused(source: ObjectSource, fetched: Fetched, rest: Rest) -> Iterable[Sequence[Any]]:
     """`source.decode_object(fetched, rest)` with Python's cycle collector paused (if it runs at all).
 
-    Decoding a shard makes thousands of containers at once (a list per ``[key, value]`` pair, a `Sample`
-    each) and none of them can form a cycle, yet each 700 of them set off a collection that scans them, and
-    those still held move on to older generations until a full collection scans the whole heap (10-20 ms
-    here, once every 1-2 passes of 20,000 samples). Paused meanwhile, 12 passes in one process read 236k-268k
-    samples/s, as with the collector off, against 216k-238k. The collector runs again at the next
-    allocation after the decode; it is left off if it was off (and a concurrent decode that found it paused
-    leaves it to the one that paused it).
+    Decoding a shard makes thousands of containers at once (a list per ``[key, value]`` pair, a dict per
+    value) and none of them can form a cycle, yet each 700 of them set off a collection that scans them, and
+    those still held moved on to older generations until a full collection scanned the whole heap (10-20 ms
+    here, once every 1-2 passes of 20,000 samples). Paused meanwhile, 12 passes in one process read
+    236k-268k samples/s, as with the collector off, against 216k-238k. (The `Sample`s themselves are made
+    as the consumer takes them: `squirrel.codec.messagepack.SampleChunk`.) The collector runs again at the
+    next allocation after the decode; it is left off if it was off (and a concurrent decode that found it
+    paused leaves it to the one that paused it).
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -337,7 +338,7 @@ def _no_rest() -> Iterable[bytes]:
     return ()  # only complete objects are decoded on the loop
 
 
-def _next_chunk(chunks: Iterator[list[Any]]) -> list[Any] | None:
+def _next_chunk(chunks: Iterator[Sequence[Any]]) -> Sequence[Any] | None:
     return next(chunks, None)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import msgpack
 import numpy as np
@@ -37,6 +37,8 @@ from squirrel.errors import DecodeError, EncodeError
 from squirrel.sample import Sample, validate_keys
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from squirrel.codec.base import Buffer
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "MessagepackCodec",
+    "SampleChunk",
     "pack_value",
     "unpack_value",
 ]
@@ -197,6 +200,41 @@ def unpack_value(data: Buffer, source: str = "<bytes>") -> Any:
     return value
 
 
+class SampleChunk(Sequence[Sample]):
+    """The samples of one decoded object, each made as it is taken (iterated or indexed).
+
+    An object's values are decoded at once, but its `Sample`s are not: a thousand of them made together
+    outlived the collections their allocation set off, moved up the collector's generations and brought on
+    a full collection of the heap every few passes (10-20 ms each here), the largest part of the spread
+    between passes. Made one at a time as a loop takes them, they are gone before the next one is made.
+    Each access makes a new `Sample` of the same key and value.
+    """
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, keys: list[str], values: list[Any]) -> None:
+        self.keys = keys  # validated keys (`validate_keys`), as many as values
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return map(Sample.trusted, self.values, self.keys)
+
+    @overload
+    def __getitem__(self, at: int) -> Sample: ...
+    @overload
+    def __getitem__(self, at: slice) -> list[Sample]: ...
+    def __getitem__(self, at: int | slice) -> Sample | list[Sample]:
+        if isinstance(at, slice):
+            return list(map(Sample.trusted, self.values[at], self.keys[at]))
+        return Sample.trusted(self.values[at], self.keys[at])
+
+    def __repr__(self) -> str:
+        return f"SampleChunk({len(self)} samples)"
+
+
 class MessagepackCodec:
     """Shards (and records) as ``[key, value]`` pairs in the zero-copy layout above."""
 
@@ -208,6 +246,10 @@ class MessagepackCodec:
 
     def decode(self, data: Buffer, source: str) -> list[Sample]:
         """Parse an object; every pair must be ``[str key, value]``."""
+        return list(self.decode_chunk(data, source))
+
+    def decode_chunk(self, data: Buffer, source: str) -> SampleChunk:
+        """`decode`, its samples made only as they are taken (`SampleChunk`): what a loader's pass reads."""
         pairs = unpack_value(data, source)
         if not isinstance(pairs, list):
             raise DecodeError(f"{source}: expected a list of [key, value] pairs, got {type(pairs).__name__}")
@@ -219,4 +261,4 @@ class MessagepackCodec:
             validate_keys(keys)
         except ValueError as exc:
             raise DecodeError(f"{source}: malformed [key, value] pair ({exc})") from None
-        return [Sample.trusted(value, key) for key, value in pairs]
+        return SampleChunk(keys, [pair[1] for pair in pairs])

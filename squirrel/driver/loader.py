@@ -23,7 +23,7 @@ from squirrel.sample import Sample
 from squirrel.stages import BlockingPlannedStage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterator
+    from collections.abc import Callable, Generator, Iterator, Sequence
 
     from squirrel.aio.pipeline import Fetched, Pass, Rest
     from squirrel.plan import LoadPlan
@@ -53,7 +53,7 @@ def samples_of(run: Pass) -> Iterator[Any]:
     return itertools.chain.from_iterable(_ordered_chunks(run))
 
 
-def _ordered_chunks(run: Pass) -> Iterator[list[Any]]:
+def _ordered_chunks(run: Pass) -> Iterator[Sequence[Any]]:
     order = run.plan.order()
     if run.read_group is not None:  # small objects on local disk or memory://: read here (see Pass)
         objects: Generator[Fetched, None, None] = run.objects_here()

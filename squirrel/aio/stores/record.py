@@ -277,6 +277,8 @@ class AsyncRecordStore(StoreWrites, Releasable):
         """Objects of this store are read whole: there is never a rest of `fetched` (`NotImplementedError`)."""
         raise NotImplementedError(f"{type(self).__name__} reads objects whole")
 
-    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[list[Sample]]:
-        """The samples of one `fetched` (inflated) object, as one chunk (whole: `rest` is never read)."""
-        return [self.codec.decode(fetched.data, self.object_url(fetched.key))]
+    def decode_object(self, fetched: Fetched, rest: Rest) -> Iterable[Sequence[Sample]]:
+        """The samples of one `fetched` (inflated) object, as one chunk (whole: `rest` is never read); made as
+        they are taken where the codec can (`squirrel.codec.messagepack.SampleChunk`)."""
+        decode = getattr(self.codec, "decode_chunk", self.codec.decode)
+        return [decode(fetched.data, self.object_url(fetched.key))]
