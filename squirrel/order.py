@@ -16,7 +16,7 @@ import numpy as np
 from numpy.random import default_rng  # at import: numpy loads it lazily, 5 ms of a shuffled first sample
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = [
     "ShardInterleaver",
@@ -73,8 +73,8 @@ class ShardInterleaver(Generic[T]):
 
     def push(self, chunk: Sequence[T]) -> list[T]:
         """Add one shard's samples; return the samples released (possibly none), in shuffled order."""
-        if chunk:
-            self.shards.append(_pick(chunk, self.rng.permutation(len(chunk)).tolist()))
+        if chunk:  # made a list first: a `SampleChunk` indexed sample by sample costs a Python call each
+            self.shards.append(_pick(list(chunk), self.rng.permutation(len(chunk)).tolist()))
         released: list[T] = []
         while self.held >= self.size:
             released.extend(self._merge(until_one_is_used_up=True))
@@ -128,7 +128,7 @@ def consumed_per_shard(
     return shuffled
 
 
-def _pick(items: Sequence[T], indices: list[int]) -> list[T]:
+def _pick(items: list[T], indices: list[int]) -> list[T]:
     if not indices:
         return []
     picked = operator.itemgetter(*indices)(items)
@@ -158,16 +158,17 @@ class ShuffleBuffer(Generic[T]):
         if len(self.items) < self.size:
             self.items.append(item)
             return
-        index = _below(self.rng.getrandbits, self.size)
+        index = self.rng.randrange(self.size)
         evicted, self.items[index] = self.items[index], item
         yield evicted
 
     def push_all(self, items: Iterable[T]) -> list[T]:
         """Add each of `items` in turn, as `push` does with the same draws; returns the items evicted, in order.
 
-        One loop, with `_below` inlined: 3 ms for 50,000 keys through a buffer of 1,000, against 12 ms
-        drawing with randrange (more with a generator per item); a pass's first sample waits for it
-        (`shuffled_keys`).
+        One loop, with the draws of ``rng.randrange(size)`` written out (words of the size's bit length from
+        ``getrandbits``, drawn again while they reach it), so the order is the one `push` makes: 3 ms for
+        50,000 keys through a buffer of 1,000, against 12 ms calling randrange; a pass's first sample waits
+        for it (`shuffled_keys`).
         """
         evicted: list[T] = []
         held, size = self.items, self.size
@@ -189,20 +190,10 @@ class ShuffleBuffer(Generic[T]):
         return iter(items)  # shuffled now, not when first asked (a generator would wait); no frame per item
 
 
-def _below(bits: Callable[[int], int], n: int) -> int:
-    """A uniform draw from ``range(n)`` (n >= 1) out of `bits` (an rng's ``getrandbits``): whole words of
-    n's bit length, drawn again while they reach `n`. These are the draws of ``random.Random.randrange(n)``,
-    so shuffles keep the orders earlier versions made for a seed (a resumed pass depends on them); called
-    directly, without randrange's argument checks, they cost a third of its time."""
-    index = bits(n.bit_length())
-    while index >= n:
-        index = bits(n.bit_length())
-    return index
-
-
 def shuffle_in_place(items: list[T], rng: random.Random) -> None:
     """Shuffle `items` in place with the draws of ``rng.shuffle(items)`` (Fisher-Yates from the last item,
-    each swap's partner drawn as `_below` draws), so the order for a seed is the one earlier versions made.
+    each swap's partner drawn as ``rng.randrange`` draws), so the order for a seed is the one earlier
+    versions made (a resumed pass depends on it).
 
     Indices are taken in runs that share a bit length, so no call is made per item but the draw itself:
     4 ms rather than 10-11 for 50,000 keys, which a pass's first sample waits for with a whole-store key
